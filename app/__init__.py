@@ -1,0 +1,78 @@
+"""OrderHub: `create_app()` builds the web app; importing this package touches nothing."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+
+from flask import Flask, Response, jsonify
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from app.channels.base import Channel
+from app.config import Settings, load_settings, load_settings_from_environment
+from app.db import Database
+from app.hub import EXTENSION_KEY, Hub
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from `config` (a mapping of settings, for tests) or the environment."""
+    settings = load_settings(config) if config is not None else load_settings_from_environment()
+    configure_logging(settings.log_level)
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=settings.max_body_bytes)
+    database = Database(
+        settings.database_url,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        pool_size=settings.db_pool_size,
+    )
+    app.extensions[EXTENSION_KEY] = Hub(
+        settings=settings, db=database, channels=build_channels(settings)
+    )
+
+    from app import api, cli, health, webhooks
+
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+    cli.register(app)
+    _register_error_handlers(app)
+    return app
+
+
+def build_channels(settings: Settings) -> dict[str, Channel]:
+    """The channels this installation has secrets for; others answer 404."""
+    channels: dict[str, Channel] = {}
+    if settings.shopify_webhook_secrets:
+        from app.channels.shopify import ShopifyChannel
+
+        channels["shopify"] = ShopifyChannel(settings.shopify_webhook_secrets)
+    return channels
+
+
+def configure_logging(level: str) -> None:
+    """Log to stdout (journald picks it up); leave an already configured root alone."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        return jsonify(error=exc.description or exc.name), exc.code or 500
+
+    @app.errorhandler(OperationalError)
+    def database_unavailable(exc: OperationalError) -> tuple[Response, int]:
+        # The sender retries a 503; nothing it sent was stored, so nothing is lost.
+        log.error("database unavailable: %s", exc.orig)
+        return jsonify(error="database unavailable, retry later"), 503

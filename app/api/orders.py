@@ -1,0 +1,170 @@
+"""`GET /api/orders` and `GET /api/orders/<id>`."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Response, jsonify, request
+from sqlalchemy import and_, or_, select
+
+from app.api import BadRequest, bp
+from app.hub import hub
+from app.models import Order, OrderLine, WebhookEvent
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+@bp.get("/orders")
+def list_orders() -> Response:
+    """Newest first (by when the order was placed), filtered, keyset-paginated."""
+    limit = _limit(request.args.get("limit"))
+    stmt = select(Order)
+    if channel := request.args.get("channel"):
+        stmt = stmt.where(Order.channel == channel)
+    if status := request.args.get("status"):
+        stmt = stmt.where(Order.status == status)
+    if since := request.args.get("since"):
+        stmt = stmt.where(Order.placed_at >= _time("since", since))
+    if until := request.args.get("until"):
+        stmt = stmt.where(Order.placed_at < _time("until", until))
+    if cursor := request.args.get("cursor"):
+        at, last_id = _decode_cursor(cursor)
+        stmt = stmt.where(
+            or_(Order.placed_at < at, and_(Order.placed_at == at, Order.id < last_id))
+        )
+    stmt = stmt.order_by(Order.placed_at.desc(), Order.id.desc()).limit(limit + 1)
+    with hub().db.read_session() as session:
+        orders = list(session.execute(stmt).scalars())
+    page = orders[:limit]
+    next_cursor = _encode_cursor(page[-1]) if len(orders) > limit else None
+    return jsonify(orders=[order_json(o) for o in page], next_cursor=next_cursor)
+
+
+@bp.get("/orders/<order_id>")
+def get_order(order_id: str) -> tuple[Response, int]:
+    try:
+        key = uuid.UUID(order_id)
+    except ValueError:
+        return jsonify(error=f"{order_id!r} is not an order id"), 404
+    with hub().db.read_session() as session:
+        order = session.get(Order, key)
+        if order is None:
+            return jsonify(error=f"order {order_id} not found"), 404
+        lines = session.execute(
+            select(OrderLine).where(OrderLine.order_id == key).order_by(OrderLine.position)
+        ).scalars().all()
+        events = session.execute(
+            select(WebhookEvent.id, WebhookEvent.topic, WebhookEvent.status,
+                   WebhookEvent.received_at)
+            .where(WebhookEvent.order_id == key)
+            .order_by(WebhookEvent.received_at)
+        ).all()
+    body = order_json(order)
+    body["lines"] = [line_json(line) for line in lines]
+    body["event_ids"] = [str(e.id) for e in events]
+    body["events"] = [
+        {"id": str(e.id), "topic": e.topic, "status": e.status,
+         "received_at": e.received_at.isoformat()}
+        for e in events
+    ]
+    return jsonify(body), 200
+
+
+def order_json(order: Order) -> dict[str, Any]:
+    return {
+        "id": str(order.id),
+        "channel": order.channel,
+        "account": order.account,
+        "external_id": order.external_id,
+        "number": order.number,
+        "status": order.status,
+        "financial_status": order.financial_status,
+        "fulfillment_status": order.fulfillment_status,
+        "cancelled_at": _iso(order.cancelled_at),
+        "cancel_reason": order.cancel_reason,
+        "test": order.test,
+        "currency": order.currency,
+        "subtotal_price": _money(order.subtotal_price),
+        "total_discounts": _money(order.total_discounts),
+        "total_shipping": _money(order.total_shipping),
+        "total_tax": _money(order.total_tax),
+        "total_price": _money(order.total_price),
+        "customer": {
+            "email": order.customer_email,
+            "name": order.customer_name,
+            "phone": order.customer_phone,
+        },
+        "shipping_address": order.shipping_address,
+        "note": order.note,
+        "placed_at": _iso(order.placed_at),
+        "source_updated_at": _iso(order.source_updated_at),
+        "received_at": _iso(order.created_at),
+        "updated_at": _iso(order.updated_at),
+    }
+
+
+def line_json(line: OrderLine) -> dict[str, Any]:
+    return {
+        "id": str(line.id),
+        "external_id": line.external_id,
+        "sku": line.sku,
+        "title": line.title,
+        "variant_title": line.variant_title,
+        "vendor": line.vendor,
+        "product_id": line.product_id,
+        "variant_id": line.variant_id,
+        "quantity": line.quantity,
+        "price": _money(line.price),
+        "total_discount": _money(line.total_discount),
+        "requires_shipping": line.requires_shipping,
+        "gift_card": line.gift_card,
+        "shipped_quantity": line.shipped_quantity,
+    }
+
+
+def _money(value: Any) -> str | None:
+    # Strings, so no client turns 19.99 into 19.989999...
+    return None if value is None else str(value)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIMIT
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"limit: {raw!r} is not a whole number") from None
+    if not 1 <= value <= MAX_LIMIT:
+        raise BadRequest(f"limit: must be between 1 and {MAX_LIMIT}")
+    return value
+
+
+def _time(name: str, raw: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{name}: {raw!r} is not an ISO 8601 date or date-time") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _encode_cursor(order: Order) -> str:
+    raw = f"{order.placed_at.isoformat()}|{order.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, ident = raw.partition("|")
+        return datetime.fromisoformat(at), uuid.UUID(ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest("cursor: not a cursor this API returned") from None

@@ -1,0 +1,1 @@
+"""Sales channels, one module each, behind the `Channel` protocol in `base`."""

@@ -1,0 +1,122 @@
+"""Settings from the environment (and `.env`), checked once at start.
+
+A bad setting stops the start with a message naming it: a service that starts with a typo in its
+database URL or an empty API token fails later, at a worse time, with a worse message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from app.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite:///var/orderhub.db"
+MIN_SECRET_LENGTH = 16
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+SUPPORTED_DATABASES = ("sqlite", "postgresql")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment, validated."""
+
+    database_url: str
+    secret_key: str
+    api_token: str
+    max_body_bytes: int = 2 * 1024 * 1024
+    sqlite_busy_timeout_ms: int = 15_000
+    db_pool_size: int = 10
+    log_level: str = "INFO"
+    shopify_webhook_secrets: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:  # never print secrets, even in a traceback
+        return f"Settings(database_url={self.database_url!r}, ...)"
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Build `Settings` from an environment mapping, raising `ConfigError` on the first bad one."""
+    database_url = _database_url(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
+    secrets = tuple(
+        s for s in (_optional(env, "SHOPIFY_WEBHOOK_SECRET"),
+                    _optional(env, "SHOPIFY_WEBHOOK_SECRET_PREVIOUS")) if s
+    )
+    if _optional(env, "SHOPIFY_WEBHOOK_SECRET_PREVIOUS") and not _optional(
+        env, "SHOPIFY_WEBHOOK_SECRET"
+    ):
+        raise ConfigError(
+            "SHOPIFY_WEBHOOK_SECRET",
+            "missing, while SHOPIFY_WEBHOOK_SECRET_PREVIOUS is set (the previous secret is only "
+            "accepted beside the current one during a rotation)",
+        )
+    log_level = (env.get("LOG_LEVEL") or "INFO").upper()
+    if log_level not in LOG_LEVELS:
+        raise ConfigError("LOG_LEVEL", f"{log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    return Settings(
+        database_url=database_url,
+        secret_key=_secret(env, "SECRET_KEY"),
+        api_token=_secret(env, "ORDERHUB_API_TOKEN"),
+        max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", 2 * 1024 * 1024),
+        sqlite_busy_timeout_ms=_positive_int(env, "SQLITE_BUSY_TIMEOUT_MS", 15_000),
+        db_pool_size=_positive_int(env, "DB_POOL_SIZE", 10),
+        log_level=log_level,
+        shopify_webhook_secrets=secrets,
+    )
+
+
+def load_settings_from_environment() -> Settings:
+    """Read `.env` (without overriding the real environment), then the environment."""
+    from dotenv import load_dotenv
+
+    load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
+    return load_settings(os.environ)
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _secret(env: Mapping[str, str], name: str) -> str:
+    value = _optional(env, name)
+    if value is None:
+        raise ConfigError(name, "missing (set it in the environment or in .env)")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ConfigError(name, f"too short: use at least {MIN_SECRET_LENGTH} random characters")
+    return value
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = _optional(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"{raw!r} is not a whole number") from None
+    if value <= 0:
+        raise ConfigError(name, f"must be greater than zero, got {value}")
+    return value
+
+
+def _database_url(raw: str) -> str:
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError("DATABASE_URL", "is not a database URL (e.g. sqlite:///var/orderhub.db "
+                          "or postgresql://user@host/db)") from None
+    backend = url.get_backend_name()
+    if backend == "postgres":
+        backend = "postgresql"
+    if backend not in SUPPORTED_DATABASES:
+        raise ConfigError("DATABASE_URL", f"{backend!r} is not supported: use sqlite or postgresql")
+    if backend == "postgresql":
+        # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
+        url = url.set(drivername="postgresql+psycopg")
+    elif not url.database or url.database == ":memory:":
+        raise ConfigError("DATABASE_URL", "SQLite needs a file path (sqlite:///var/orderhub.db)")
+    return url.render_as_string(hide_password=False)

@@ -1,0 +1,337 @@
+"""Receiving deliveries: store each one exactly once, and the order it carries, never backwards.
+
+`receive_delivery` is the whole use case for a verified delivery. Everything that can be done
+without the database (JSON decoding, normalization) happens before the first statement, so the
+write transaction — which on SQLite holds the single write lock — is only a few statements long.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Insert, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.orm import Session
+
+from app.channels.base import Channel, Delivery, OrderData, OrderReference, TopicAction
+from app.errors import NotFound, PayloadInvalid
+from app.models import EventStatus, Order, OrderLine, OrderStatus, WebhookEvent
+from app.types import new_id, utcnow
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    PROCESSED = "processed"
+    STALE = "stale"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+    QUARANTINED = "quarantined"
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    outcome: Outcome
+    event_id: uuid.UUID | None = None
+    order_id: uuid.UUID | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Interpretation:
+    """What a delivery means, decided without the database."""
+
+    status: str
+    order: OrderData | None = None
+    reference: OrderReference | None = None
+    reason: str | None = None
+
+
+def interpret(channel: Channel, topic: str, raw_body: bytes) -> Interpretation:
+    """Decide what a verified delivery's body means; never raises for bad content."""
+    if not topic:
+        return Interpretation(EventStatus.QUARANTINED, reason="delivery has no topic")
+    if channel.topic_action(topic) is TopicAction.IGNORE:
+        return Interpretation(EventStatus.IGNORED, reason=f"topic {topic} is not processed")
+    try:
+        payload = json.loads(raw_body, parse_float=Decimal)
+    except (ValueError, RecursionError) as exc:
+        return Interpretation(EventStatus.QUARANTINED, reason=f"body is not valid JSON: {exc}")
+    try:
+        parsed = channel.parse_event(topic, payload)
+    except PayloadInvalid as exc:
+        return Interpretation(EventStatus.QUARANTINED, reason=exc.reason)
+    if isinstance(parsed, OrderReference):
+        return Interpretation(EventStatus.PROCESSED, reference=parsed)
+    return Interpretation(EventStatus.PROCESSED, order=parsed)
+
+
+def supersedes(incoming: OrderData, stored_updated_at: datetime, stored_cancelled: bool) -> bool:
+    """The out-of-order rule: may `incoming` replace the stored version of the order?
+
+    A strictly older version never does. An equal one does (a replay, or two events of the same
+    second), except that it cannot undo a cancellation the stored version already shows.
+    """
+    if incoming.source_updated_at < stored_updated_at:
+        return False
+    if incoming.source_updated_at == stored_updated_at and stored_cancelled:
+        return incoming.is_cancelled
+    return True
+
+
+def receive_delivery(
+    session: Session, *, channel: Channel, delivery: Delivery, raw_body: bytes
+) -> IntakeResult:
+    """Store a verified delivery once and apply the order it carries. The caller commits."""
+    meaning = interpret(channel, delivery.topic, raw_body)
+    event_id = new_id()
+    stmt = _insert_ignoring_conflict(session, WebhookEvent).values(
+        id=event_id,
+        channel=delivery.channel,
+        delivery_id=delivery.delivery_id,
+        event_id=delivery.event_id,
+        topic=delivery.topic,
+        account=delivery.account,
+        api_version=delivery.api_version,
+        triggered_at=delivery.triggered_at,
+        received_at=utcnow(),
+        raw_body=raw_body,
+        status=meaning.status,
+        error=meaning.reason if meaning.status == EventStatus.QUARANTINED else None,
+        note=meaning.reason if meaning.status == EventStatus.IGNORED else None,
+        replays=0,
+    )
+    if session.execute(stmt).rowcount == 0:  # type: ignore[attr-defined]
+        return IntakeResult(Outcome.DUPLICATE)
+    return _apply(session, event_id, delivery.channel, delivery.account, meaning)
+
+
+def replay_event(session: Session, *, channels: Mapping[str, Channel], ref: str) -> IntakeResult:
+    """Re-run a stored delivery (by OrderHub event id or platform delivery id) after a fix."""
+    event = _find_event(session, ref)
+    channel = channels.get(event.channel)
+    if channel is None:
+        raise NotFound(f"channel {event.channel!r} of event {event.id} is not configured")
+    meaning = interpret(channel, event.topic, event.raw_body)
+    event.status = meaning.status
+    event.error = meaning.reason if meaning.status == EventStatus.QUARANTINED else None
+    event.note = meaning.reason if meaning.status == EventStatus.IGNORED else None
+    event.replays += 1
+    session.flush()
+    return _apply(session, event.id, event.channel, event.account, meaning)
+
+
+def _apply(
+    session: Session, event_id: uuid.UUID, channel: str, account: str, meaning: Interpretation
+) -> IntakeResult:
+    if meaning.status == EventStatus.IGNORED:
+        return IntakeResult(Outcome.IGNORED, event_id, reason=meaning.reason)
+    if meaning.status == EventStatus.QUARANTINED:
+        log.error("event %s quarantined: %s", event_id, meaning.reason)
+        return IntakeResult(Outcome.QUARANTINED, event_id, reason=meaning.reason)
+
+    if meaning.reference is not None:
+        order_id = _order_id(session, channel, account, meaning.reference.external_id)
+        note = meaning.reference.note if order_id else (
+            meaning.reference.note + " (order not received yet)")
+        _mark_event(session, event_id, order_id=order_id, note=note[:255])
+        return IntakeResult(Outcome.PROCESSED, event_id, order_id)
+
+    assert meaning.order is not None
+    try:
+        # A savepoint, so a payload the database refuses is quarantined, not lost.
+        with session.begin_nested():
+            order_id, applied = upsert_order(session, channel, account, meaning.order)
+    except (IntegrityError, DataError) as exc:
+        # Only refusals of this content; a lock timeout or lost connection must propagate so
+        # the platform retries.
+        reason = f"database refused the order: {exc.orig}"[:2000]
+        log.error("event %s quarantined: %s", event_id, reason)
+        _mark_event(session, event_id, status=EventStatus.QUARANTINED, error=reason)
+        return IntakeResult(Outcome.QUARANTINED, event_id, reason=reason)
+
+    if applied:
+        _mark_event(session, event_id, order_id=order_id)
+        return IntakeResult(Outcome.PROCESSED, event_id, order_id)
+    _mark_event(session, event_id, order_id=order_id,
+                note="stale: a newer version of the order is already stored")
+    return IntakeResult(Outcome.STALE, event_id, order_id)
+
+
+def upsert_order(
+    session: Session, channel: str, account: str, data: OrderData
+) -> tuple[uuid.UUID, bool]:
+    """Insert the order or bring it up to `data`; returns (order id, whether it was applied)."""
+    existing = _lock_order(session, channel, account, data.external_id)
+    if existing is None:
+        order_id = new_id()
+        inserted = session.execute(
+            _insert_ignoring_conflict(session, Order).values(
+                id=order_id, channel=channel, account=account, external_id=data.external_id,
+                status=_status_for(data, None), created_at=utcnow(), updated_at=utcnow(),
+                **_order_values(data),
+            )
+        ).rowcount  # type: ignore[attr-defined]
+        if inserted:
+            _insert_lines(session, order_id, data, start=0)
+            return order_id, True
+        # Another transaction inserted it first (PostgreSQL); fall through and update it.
+        existing = _lock_order(session, channel, account, data.external_id)
+        assert existing is not None
+
+    order_id, stored_updated_at, stored_cancelled_at, stored_status = existing
+    if not supersedes(data, stored_updated_at, stored_cancelled_at is not None):
+        return order_id, False
+    session.execute(
+        update(Order).where(Order.id == order_id).values(
+            status=_status_for(data, stored_status), updated_at=utcnow(), **_order_values(data)
+        )
+    )
+    _update_lines(session, order_id, data)
+    return order_id, True
+
+
+def _status_for(data: OrderData, stored: str | None) -> str:
+    if data.is_cancelled:
+        return OrderStatus.CANCELLED
+    return stored or OrderStatus.RECEIVED
+
+
+def _order_values(data: OrderData) -> dict[str, Any]:
+    customer = data.customer
+    address = data.shipping_address
+    return {
+        "number": data.number,
+        "financial_status": data.financial_status,
+        "fulfillment_status": data.fulfillment_status,
+        "cancelled_at": data.cancelled_at,
+        "cancel_reason": data.cancel_reason,
+        "test": data.test,
+        "currency": data.currency,
+        "subtotal_price": data.subtotal_price,
+        "total_discounts": data.total_discounts,
+        "total_shipping": data.total_shipping,
+        "total_tax": data.total_tax,
+        "total_price": data.total_price,
+        "customer_email": customer.email if customer else None,
+        "customer_name": customer.name if customer else None,
+        "customer_phone": customer.phone if customer else None,
+        "shipping_address": asdict(address) if address else None,
+        "note": data.note,
+        "placed_at": data.placed_at,
+        "source_updated_at": data.source_updated_at,
+    }
+
+
+def _line_values(data: OrderData) -> list[dict[str, Any]]:
+    return [
+        {
+            "external_id": line.external_id,
+            "sku": line.sku,
+            "title": line.title,
+            "variant_title": line.variant_title,
+            "vendor": line.vendor,
+            "product_id": line.product_id,
+            "variant_id": line.variant_id,
+            "quantity": line.quantity,
+            "price": line.price,
+            "total_discount": line.total_discount,
+            "requires_shipping": line.requires_shipping,
+            "gift_card": line.gift_card,
+        }
+        for line in data.lines
+    ]
+
+
+def _insert_lines(session: Session, order_id: uuid.UUID, data: OrderData, *, start: int) -> None:
+    rows = [
+        {**values, "id": new_id(), "order_id": order_id, "position": start + i,
+         "shipped_quantity": 0}
+        for i, values in enumerate(_line_values(data))
+    ]
+    if rows:
+        session.execute(insert(OrderLine), rows)
+
+
+def _update_lines(session: Session, order_id: uuid.UUID, data: OrderData) -> None:
+    known = dict(
+        session.execute(
+            select(OrderLine.external_id, OrderLine.id).where(OrderLine.order_id == order_id)
+        ).tuples().all()
+    )
+    seen: set[str] = set()
+    changed: list[dict[str, Any]] = []
+    added: list[dict[str, Any]] = []
+    for position, values in enumerate(_line_values(data)):
+        seen.add(values["external_id"])
+        line_id = known.get(values["external_id"])
+        if line_id is None:
+            added.append({**values, "id": new_id(), "order_id": order_id,
+                          "position": position, "shipped_quantity": 0})
+        else:
+            changed.append({**values, "id": line_id, "position": position})
+    if changed:
+        session.execute(update(OrderLine), changed)  # bulk UPDATE by primary key
+    if added:
+        session.execute(insert(OrderLine), added)
+    # A line the channel no longer lists is kept (it may be referenced) with nothing to ship.
+    gone = [line_id for ext, line_id in known.items() if ext not in seen]
+    if gone:
+        session.execute(update(OrderLine).where(OrderLine.id.in_(gone)).values(quantity=0))
+
+
+def _lock_order(
+    session: Session, channel: str, account: str, external_id: str
+) -> tuple[uuid.UUID, datetime, datetime | None, str] | None:
+    stmt = select(Order.id, Order.source_updated_at, Order.cancelled_at, Order.status).where(
+        Order.channel == channel, Order.account == account, Order.external_id == external_id
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).first()
+    return None if row is None else (row[0], row[1], row[2], row[3])
+
+
+def _order_id(session: Session, channel: str, account: str, external_id: str) -> uuid.UUID | None:
+    return session.execute(
+        select(Order.id).where(
+            Order.channel == channel, Order.account == account, Order.external_id == external_id
+        )
+    ).scalar_one_or_none()
+
+
+def _mark_event(session: Session, event_id: uuid.UUID, **values: Any) -> None:
+    session.execute(update(WebhookEvent).where(WebhookEvent.id == event_id).values(**values))
+
+
+def _find_event(session: Session, ref: str) -> WebhookEvent:
+    event = None
+    with contextlib.suppress(ValueError):
+        event = session.get(WebhookEvent, uuid.UUID(ref))
+    if event is None:
+        event = session.execute(
+            select(WebhookEvent).where(WebhookEvent.delivery_id == ref)
+        ).scalars().first()
+    if event is None:
+        raise NotFound(f"no stored delivery with event id or delivery id {ref!r}")
+    return event
+
+
+def _insert_ignoring_conflict(session: Session, model: type[Any]) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING, in the dialect of the session's database."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(model).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(model).on_conflict_do_nothing()
+    raise RuntimeError(f"unsupported database {dialect}")

@@ -1,0 +1,147 @@
+"""The tables, as SQLAlchemy 2.0 typed models. Migrations in `app/migrations/` create them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from app.types import Money, UTCDateTime, new_id, utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), Decimal: Money(), dict[str, Any]: JSON()}
+
+
+class EventStatus:
+    PROCESSED = "processed"
+    QUARANTINED = "quarantined"
+    IGNORED = "ignored"
+
+
+class OrderStatus:
+    RECEIVED = "received"
+    CANCELLED = "cancelled"
+
+
+class WebhookEvent(Base):
+    """One delivery from a channel, kept verbatim: the evidence, and what `replay` re-runs."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        UniqueConstraint("channel", "delivery_id", name="uq_webhook_events_channel_delivery"),
+        Index("ix_webhook_events_status_received", "status", "received_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    channel: Mapped[str] = mapped_column(String(32))
+    delivery_id: Mapped[str] = mapped_column(String(255))
+    event_id: Mapped[str | None] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(64))
+    account: Mapped[str] = mapped_column(String(255))
+    api_version: Mapped[str | None] = mapped_column(String(32))
+    triggered_at: Mapped[datetime | None]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    raw_body: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(String(255))
+    order_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("orders.id", ondelete="SET NULL"), index=True
+    )
+    replays: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Order(Base):
+    """An order as the channel last described it (never an older description)."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("channel", "account", "external_id", name="uq_orders_channel_external"),
+        Index("ix_orders_placed_at_id", "placed_at", "id"),
+        Index("ix_orders_status", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    channel: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str] = mapped_column(String(255))
+    external_id: Mapped[str] = mapped_column(String(64))
+    number: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), default=OrderStatus.RECEIVED)
+    financial_status: Mapped[str | None] = mapped_column(String(32))
+    fulfillment_status: Mapped[str | None] = mapped_column(String(32))
+    cancelled_at: Mapped[datetime | None]
+    cancel_reason: Mapped[str | None] = mapped_column(String(64))
+    test: Mapped[bool] = mapped_column(Boolean, default=False)
+    currency: Mapped[str] = mapped_column(String(3))
+    subtotal_price: Mapped[Decimal | None]
+    total_discounts: Mapped[Decimal | None]
+    total_shipping: Mapped[Decimal | None]
+    total_tax: Mapped[Decimal | None]
+    total_price: Mapped[Decimal]
+    customer_email: Mapped[str | None] = mapped_column(String(255))
+    customer_name: Mapped[str | None] = mapped_column(String(255))
+    customer_phone: Mapped[str | None] = mapped_column(String(64))
+    shipping_address: Mapped[dict[str, Any] | None]
+    note: Mapped[str | None] = mapped_column(Text)
+    placed_at: Mapped[datetime]
+    source_updated_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    lines: Mapped[list[OrderLine]] = relationship(
+        back_populates="order", order_by="OrderLine.position", cascade="all, delete-orphan"
+    )
+
+
+class OrderLine(Base):
+    """One line of an order; `quantity` is what is still to be shipped after edits."""
+
+    __tablename__ = "order_lines"
+    __table_args__ = (
+        UniqueConstraint("order_id", "external_id", name="uq_order_lines_order_external"),
+        Index("ix_order_lines_sku", "sku"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer)
+    sku: Mapped[str | None] = mapped_column(String(255))
+    title: Mapped[str] = mapped_column(String(512))
+    variant_title: Mapped[str | None] = mapped_column(String(255))
+    vendor: Mapped[str | None] = mapped_column(String(255))
+    product_id: Mapped[str | None] = mapped_column(String(64))
+    variant_id: Mapped[str | None] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(Integer)
+    price: Mapped[Decimal]
+    total_discount: Mapped[Decimal]
+    requires_shipping: Mapped[bool] = mapped_column(Boolean, default=True)
+    gift_card: Mapped[bool] = mapped_column(Boolean, default=False)
+    shipped_quantity: Mapped[int] = mapped_column(Integer, default=0)
+
+    order: Mapped[Order] = relationship(back_populates="lines")
