@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.db import normalize_url
 from app.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///var/orderhub.db"
@@ -114,9 +115,6 @@ def _database_url(raw: str) -> str:
         backend = "postgresql"
     if backend not in SUPPORTED_DATABASES:
         raise ConfigError("DATABASE_URL", f"{backend!r} is not supported: use sqlite or postgresql")
-    if backend == "postgresql":
-        # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
-        url = url.set(drivername="postgresql+psycopg")
-    elif not url.database or url.database == ":memory:":
+    if backend == "sqlite" and (not url.database or url.database == ":memory:"):
         raise ConfigError("DATABASE_URL", "SQLite needs a file path (sqlite:///var/orderhub.db)")
-    return url.render_as_string(hide_password=False)
+    return normalize_url(raw)

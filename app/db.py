@@ -60,8 +60,19 @@ class Database:
         self.engine.dispose()
 
 
+def normalize_url(url: str) -> str:
+    """`postgres://` and `postgresql://` mean psycopg 3, the driver OrderHub ships."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() in ("postgres", "postgresql") and parsed.drivername in (
+        "postgres", "postgresql"
+    ):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
 def make_engine(url: str, *, busy_timeout_ms: int = 15_000, pool_size: int = 10) -> Engine:
     """Create the engine with the per-connection settings each database needs."""
+    url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(

@@ -110,8 +110,8 @@ def receive_delivery(
         error=meaning.reason if meaning.status == EventStatus.QUARANTINED else None,
         note=meaning.reason if meaning.status == EventStatus.IGNORED else None,
         replays=0,
-    )
-    if session.execute(stmt).rowcount == 0:  # type: ignore[attr-defined]
+    ).returning(WebhookEvent.id)
+    if session.execute(stmt).first() is None:  # the delivery id is already stored
         return IntakeResult(Outcome.DUPLICATE)
     return _apply(session, event_id, delivery.channel, delivery.account, meaning)
 
@@ -180,9 +180,9 @@ def upsert_order(
                 id=order_id, channel=channel, account=account, external_id=data.external_id,
                 status=_status_for(data, None), created_at=utcnow(), updated_at=utcnow(),
                 **_order_values(data),
-            )
-        ).rowcount  # type: ignore[attr-defined]
-        if inserted:
+            ).returning(Order.id)
+        ).first()
+        if inserted is not None:
             _insert_lines(session, order_id, data, start=0)
             return order_id, True
         # Another transaction inserted it first (PostgreSQL); fall through and update it.
