@@ -73,7 +73,8 @@ def load_settings_from_environment() -> Settings:
     """Read `.env` (without overriding the real environment), then the environment."""
     from dotenv import load_dotenv
 
-    load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
+    env_file = os.environ.get("ORDERHUB_ENV_FILE") or os.path.join(os.getcwd(), ".env")
+    load_dotenv(env_file, override=False)
     return load_settings(os.environ)
 
 

@@ -1,0 +1,54 @@
+"""Settings: every bad or missing value stops the start with a message naming it."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.config import load_settings
+from app.errors import ConfigError
+
+GOOD = {
+    "SECRET_KEY": "a-long-enough-secret-key",
+    "ORDERHUB_API_TOKEN": "a-long-enough-api-token",
+}
+
+
+def test_defaults() -> None:
+    settings = load_settings(GOOD)
+    assert settings.database_url == "sqlite:///var/orderhub.db"
+    assert settings.max_body_bytes == 2 * 1024 * 1024
+    assert settings.shopify_webhook_secrets == ()
+    assert "a-long-enough" not in repr(settings)  # secrets never printed
+
+
+def test_postgres_url_uses_psycopg3() -> None:
+    settings = load_settings({**GOOD, "DATABASE_URL": "postgres://u:p@db.internal/orders"})
+    assert settings.database_url == "postgresql+psycopg://u:p@db.internal/orders"
+
+
+def test_rotation_keeps_both_secrets_current_first() -> None:
+    settings = load_settings({**GOOD, "SHOPIFY_WEBHOOK_SECRET": "new-secret",
+                              "SHOPIFY_WEBHOOK_SECRET_PREVIOUS": "old-secret"})
+    assert settings.shopify_webhook_secrets == ("new-secret", "old-secret")
+
+
+@pytest.mark.parametrize(
+    ("override", "name", "words"),
+    [
+        ({"SECRET_KEY": ""}, "SECRET_KEY", "missing"),
+        ({"ORDERHUB_API_TOKEN": "short"}, "ORDERHUB_API_TOKEN", "too short"),
+        ({"DATABASE_URL": "mysql://root@localhost/x"}, "DATABASE_URL", "not supported"),
+        ({"DATABASE_URL": "not a url"}, "DATABASE_URL", "not a database URL"),
+        ({"DATABASE_URL": "sqlite://"}, "DATABASE_URL", "file path"),
+        ({"MAX_BODY_BYTES": "2MB"}, "MAX_BODY_BYTES", "not a whole number"),
+        ({"MAX_BODY_BYTES": "-1"}, "MAX_BODY_BYTES", "greater than zero"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL", "not one of"),
+        ({"SHOPIFY_WEBHOOK_SECRET_PREVIOUS": "old"}, "SHOPIFY_WEBHOOK_SECRET", "missing"),
+    ],
+)
+def test_bad_settings_are_named(override: dict[str, str], name: str, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**GOOD, **override})
+    assert caught.value.name == name
+    assert words in str(caught.value)
+    assert str(caught.value).startswith(name)
