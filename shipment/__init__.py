@@ -1,0 +1,1 @@
+"""Shipment notices from suppliers and fulfillment push-back (the shipments issue)."""

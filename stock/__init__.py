@@ -1,0 +1,1 @@
+"""Stock feeds, availability and pushing quantities to channels (the stock issue)."""
