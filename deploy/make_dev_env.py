@@ -45,11 +45,11 @@ def write_env(example: Path, target: Path) -> None:
 
 
 def banner(url: str) -> None:
-    env = read_env()
+    token = read_env().get("ORDERHUB_API_TOKEN", "$ORDERHUB_API_TOKEN")
     print(f"""
 OrderHub is starting on {url}
   health:   curl {url}/healthz
-  orders:   curl -H 'Authorization: Bearer {env.get('ORDERHUB_API_TOKEN', '$ORDERHUB_API_TOKEN')}' {url}/api/orders
+  orders:   curl -H 'Authorization: Bearer {token}' {url}/api/orders
   webhook:  make send-test-webhook   (in another terminal: posts a signed sample Shopify order)
 Press Ctrl-C to stop.
 """)

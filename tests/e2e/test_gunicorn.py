@@ -15,8 +15,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import API_TOKEN, SHOPIFY_SECRET, base_config, encode, shopify_headers, \
-    shopify_payload
+from tests.conftest import (
+    API_TOKEN,
+    SHOPIFY_SECRET,
+    base_config,
+    encode,
+    shopify_headers,
+    shopify_payload,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -16,7 +16,6 @@ from app.metrics import WEBHOOK_DELIVERIES
 from app.models import Order, OrderLine, WebhookEvent
 from tests.conftest import (
     SHOPIFY_PREVIOUS_SECRET,
-    auth,
     encode,
     hub_of,
     shopify_headers,
