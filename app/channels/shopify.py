@@ -41,8 +41,8 @@ class ShopifyChannel:
     name = NAME
 
     def __init__(self, secrets: Sequence[str]) -> None:
-        if not secrets:
-            raise ValueError("ShopifyChannel needs at least one webhook secret")
+        if not secrets or not all(secrets):
+            raise ValueError("ShopifyChannel needs non-empty webhook secrets")
         self._keys = tuple(s.encode() for s in secrets)
 
     def verify(self, headers: Headers, raw_body: bytes) -> Delivery:
@@ -124,7 +124,7 @@ def parse_order(payload: Any) -> OrderData:
         external_id=external_id,
         number=str(number)[:64],
         currency=currency.strip().upper(),
-        total_price=_money(payload, "total_price", required=True) or Decimal("0"),
+        total_price=_required_money(payload, "total_price"),
         subtotal_price=_money(payload, "subtotal_price"),
         total_discounts=_money(payload, "total_discounts"),
         total_tax=_money(payload, "total_tax"),
@@ -161,7 +161,9 @@ def _line(item: Any, index: int) -> LineData:
             Decimal("0"),
         )
     else:
-        discount = _money(item, "total_discount", where=where) or Decimal("0")
+        discount = _money(item, "total_discount", where=where)
+        if discount is None:
+            discount = Decimal("0")
     title = item.get("title") or item.get("name")
     if not isinstance(title, str) or not title.strip():
         raise PayloadInvalid(f"{where}.title is missing")
@@ -169,7 +171,7 @@ def _line(item: Any, index: int) -> LineData:
         external_id=_ident(item.get("id"), f"{where}.id"),
         title=title.strip()[:512],
         quantity=quantity,
-        price=_money(item, "price", required=True, where=where) or Decimal("0"),
+        price=_required_money(item, "price", where=where),
         total_discount=discount,
         sku=_text(item.get("sku"), 255),
         variant_title=_text(item.get("variant_title"), 255),
@@ -239,6 +241,12 @@ def _money(obj: dict[str, Any], key: str, *, required: bool = False,
             raise PayloadInvalid(f"{name} is missing")
         return None
     return _amount(value, name)
+
+
+def _required_money(obj: dict[str, Any], key: str, *, where: str = "") -> Decimal:
+    value = _money(obj, key, required=True, where=where)
+    assert value is not None  # required=True raises instead
+    return value
 
 
 def _amount(value: Any, name: str) -> Decimal:

@@ -80,7 +80,7 @@ def test_one_order_with_lines_and_events(client: FlaskClient) -> None:
 
     order = client.get(f"/api/orders/{listed['id']}", headers=auth()).json
     assert order["number"] == "#1007"
-    assert order["total_price"] == "148.31"  # money as exact strings
+    assert order["total_price"] == "158.31"  # money as exact strings
     assert order["placed_at"] == "2026-11-20T10:00:00+00:00"
     assert [line["sku"] for line in order["lines"]] == ["AG-BED-CED-L", "GS-SOIL-40", "AG-TRWL"]
     assert order["lines"][0]["price"] == "59.95"

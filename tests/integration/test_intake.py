@@ -57,7 +57,7 @@ def test_order_is_stored_with_lines_and_raw_event(app: Flask, client: FlaskClien
     assert (order.channel, order.account, order.external_id) == (
         "shopify", "garden-goods.myshopify.com", "5813441806523")
     assert order.number == "#1042"
-    assert order.total_price == Decimal("148.31")
+    assert order.total_price == Decimal("158.31")
     assert order.total_shipping == Decimal("9.99")
     assert order.financial_status == "paid"
     assert order.placed_at.isoformat() == "2026-11-20T14:14:03+00:00"
@@ -100,7 +100,7 @@ def test_wrong_signature_is_refused_and_nothing_stored(app: Flask, client: Flask
 
     assert client.post("/webhooks/shopify", data=body, headers=bad).status_code == 401
     assert client.post("/webhooks/shopify", data=body, headers=missing).status_code == 401
-    assert client.post("/webhooks/shopify", data=body.replace(b"148.31", b"1.00"),
+    assert client.post("/webhooks/shopify", data=body.replace(b"158.31", b"1.00"),
                        headers=tampered).status_code == 401
     assert count(app, WebhookEvent) == 0
     assert count(app, Order) == 0
