@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Mapping
 
@@ -13,7 +14,10 @@ from werkzeug.exceptions import HTTPException
 from app.channels.base import Channel
 from app.config import Settings, load_settings, load_settings_from_environment
 from app.db import Database
+from app.documents.model import Party
 from app.hub import EXTENSION_KEY, Hub
+from app.purchasing import Purchasing
+from app.suppliers import load_suppliers
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +25,12 @@ log = logging.getLogger(__name__)
 def create_app(config: Mapping[str, str] | None = None) -> Flask:
     """Build the app from `config` (a mapping of settings, for tests) or the environment."""
     settings = load_settings(config) if config is not None else load_settings_from_environment()
+    env = config if config is not None else os.environ
     configure_logging(settings.log_level)
+    book = load_suppliers(settings.suppliers_file, env, required=settings.suppliers_file_required)
+    if not book.suppliers:
+        log.warning("no suppliers configured (%s): every line will need a mapping",
+                    settings.suppliers_file)
 
     app = Flask(__name__)
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=settings.max_body_bytes)
@@ -30,8 +39,14 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         pool_size=settings.db_pool_size,
     )
+    purchasing = Purchasing(
+        book=book,
+        buyer=Party(id=settings.seller_id, name=settings.seller_name),
+        dispatch_on=settings.dispatch_on,
+        accept_test_orders=settings.accept_test_orders,
+    )
     app.extensions[EXTENSION_KEY] = Hub(
-        settings=settings, db=database, channels=build_channels(settings)
+        settings=settings, db=database, channels=build_channels(settings), purchasing=purchasing
     )
 
     from app import api, cli, health, webhooks

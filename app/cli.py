@@ -4,6 +4,8 @@ non-zero when that service failed."""
 from __future__ import annotations
 
 import sys
+import uuid
+from typing import TextIO
 
 import click
 from flask import Flask
@@ -12,14 +14,20 @@ from flask.cli import AppGroup
 from app.errors import NotFound
 from app.hub import hub
 from app.intake import Outcome, replay_event
+from app.models import Order
+from app.purchasing import find_purchase_order, route_order
+from app.skumap import import_sku_rows, parse_sku_csv
+from app.types import utcnow
 
 db_cli = AppGroup("db", help="Create, migrate and inspect the database schema.")
 orders_cli = AppGroup("orders", help="Repair tools for orders.")
+suppliers_cli = AppGroup("suppliers", help="Suppliers and the SKU map.")
+po_cli = AppGroup("po", help="Purchase orders.")
 
 
 def register(app: Flask) -> None:
-    app.cli.add_command(db_cli)
-    app.cli.add_command(orders_cli)
+    for group in (db_cli, orders_cli, suppliers_cli, po_cli):
+        app.cli.add_command(group)
 
 
 @db_cli.command("upgrade")
@@ -63,7 +71,8 @@ def orders_replay(event_ref: str) -> None:
     services = hub()
     try:
         with services.db.session() as session:
-            result = replay_event(session, channels=services.channels, ref=event_ref)
+            result = replay_event(session, channels=services.channels, ref=event_ref,
+                                  purchasing=services.purchasing)
             session.commit()
     except NotFound as exc:
         click.echo(f"error: {exc}", err=True)
@@ -73,3 +82,61 @@ def orders_replay(event_ref: str) -> None:
                + (f": {result.reason}" if result.reason else ""))
     if result.outcome is Outcome.QUARANTINED:
         sys.exit(1)
+
+
+@orders_cli.command("reroute")
+@click.argument("order_id")
+def orders_reroute(order_id: str) -> None:
+    """Route again the lines of ORDER_ID that had no supplier (after adding a mapping)."""
+    services = hub()
+    try:
+        key = uuid.UUID(order_id)
+    except ValueError:
+        click.echo(f"error: {order_id!r} is not an order id", err=True)
+        sys.exit(2)
+    with services.db.session() as session:
+        if session.get(Order, key) is None:
+            click.echo(f"error: no order {order_id}", err=True)
+            sys.exit(2)
+        result = route_order(session, order_id=key, purchasing=services.purchasing, now=utcnow())
+        session.commit()
+    click.echo(f"order {order_id}: {result.order_status}; {len(result.created)} new and "
+               f"{len(result.replaced)} replaced purchase order(s); {result.unrouted} line(s) "
+               "still need a mapping")
+    if result.unrouted:
+        sys.exit(1)
+
+
+@suppliers_cli.command("import-skus")
+@click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+def suppliers_import_skus(csv_file: TextIO) -> None:
+    """Import the SKU map from CSV_FILE (sku, supplier, supplier_sku, cost, priority)."""
+    services = hub()
+    rows, errors = parse_sku_csv(csv_file, services.purchasing.book)
+    if errors:
+        for error in errors:
+            click.echo(f"{csv_file.name}: {error}", err=True)
+        click.echo(f"nothing imported: {len(errors)} bad row(s)", err=True)
+        sys.exit(1)
+    with services.db.session() as session:
+        added, updated = import_sku_rows(session, rows)
+        session.commit()
+    click.echo(f"imported {len(rows)} row(s): {added} added, {updated} updated")
+
+
+@po_cli.command("show")
+@click.argument("po_id")
+def po_show(po_id: str) -> None:
+    """Print one purchase order's details and its document as stored."""
+    services = hub()
+    with services.db.read_session() as session:
+        po = find_purchase_order(session, po_id)
+        if po is None:
+            click.echo(f"error: no purchase order {po_id}", err=True)
+            sys.exit(2)
+        click.echo(f"purchase order {po.po_number} v{po.version} ({po.action}) to {po.supplier}: "
+                   f"{po.status}, {po.format}, file {po.file_name}")
+        if po.error:
+            click.echo(f"error: {po.error}")
+        if po.document:
+            click.echo(po.document.decode("utf-8"))

@@ -34,6 +34,12 @@ class Settings:
     db_pool_size: int = 10
     log_level: str = "INFO"
     shopify_webhook_secrets: tuple[str, ...] = ()
+    suppliers_file: str = "suppliers.toml"
+    suppliers_file_required: bool = False   # True when SUPPLIERS_FILE was set explicitly
+    dispatch_on: str = "paid"
+    accept_test_orders: bool = False
+    seller_id: str = "orderhub"
+    seller_name: str = "OrderHub seller"
 
     def __repr__(self) -> str:  # never print secrets, even in a traceback
         return f"Settings(database_url={self.database_url!r}, ...)"
@@ -57,7 +63,16 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     log_level = (env.get("LOG_LEVEL") or "INFO").upper()
     if log_level not in LOG_LEVELS:
         raise ConfigError("LOG_LEVEL", f"{log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    dispatch_on = (env.get("DISPATCH_ON") or "paid").strip().lower()
+    if dispatch_on not in ("paid", "created"):
+        raise ConfigError("DISPATCH_ON", f"{dispatch_on!r} is not 'paid' or 'created'")
     return Settings(
+        suppliers_file=_optional(env, "SUPPLIERS_FILE") or "suppliers.toml",
+        suppliers_file_required=_optional(env, "SUPPLIERS_FILE") is not None,
+        dispatch_on=dispatch_on,
+        accept_test_orders=_bool(env, "ACCEPT_TEST_ORDERS", False),
+        seller_id=_optional(env, "SELLER_ID") or "orderhub",
+        seller_name=_optional(env, "SELLER_NAME") or "OrderHub seller",
         database_url=database_url,
         secret_key=_secret(env, "SECRET_KEY"),
         api_token=_secret(env, "ORDERHUB_API_TOKEN"),
@@ -90,6 +105,17 @@ def _secret(env: Mapping[str, str], name: str) -> str:
     if len(value) < MIN_SECRET_LENGTH:
         raise ConfigError(name, f"too short: use at least {MIN_SECRET_LENGTH} random characters")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _optional(env, name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(name, f"{raw!r} is not true or false")
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -9,6 +9,7 @@ from flask import current_app
 from app.channels.base import Channel
 from app.config import Settings
 from app.db import Database
+from app.purchasing import Purchasing
 
 EXTENSION_KEY = "orderhub"
 
@@ -18,6 +19,7 @@ class Hub:
     settings: Settings
     db: Database
     channels: dict[str, Channel]
+    purchasing: Purchasing
 
 
 def hub() -> Hub:

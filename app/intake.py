@@ -20,12 +20,13 @@ from typing import Any
 
 from sqlalchemy import Insert, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.channels.base import Channel, Delivery, OrderData, OrderReference, TopicAction
 from app.errors import NotFound, PayloadInvalid
 from app.models import EventStatus, Order, OrderLine, OrderStatus, WebhookEvent
+from app.purchasing import Purchasing, route_order
 from app.types import new_id, utcnow
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,8 @@ def supersedes(incoming: OrderData, stored_updated_at: datetime, stored_cancelle
 
 
 def receive_delivery(
-    session: Session, *, channel: Channel, delivery: Delivery, raw_body: bytes
+    session: Session, *, channel: Channel, delivery: Delivery, raw_body: bytes,
+    purchasing: Purchasing,
 ) -> IntakeResult:
     """Store a verified delivery once and apply the order it carries. The caller commits."""
     meaning = interpret(channel, delivery.topic, raw_body)
@@ -113,10 +115,12 @@ def receive_delivery(
     ).returning(WebhookEvent.id)
     if session.execute(stmt).first() is None:  # the delivery id is already stored
         return IntakeResult(Outcome.DUPLICATE)
-    return _apply(session, event_id, delivery.channel, delivery.account, meaning)
+    return _apply(session, event_id, delivery.channel, delivery.account, meaning, purchasing)
 
 
-def replay_event(session: Session, *, channels: Mapping[str, Channel], ref: str) -> IntakeResult:
+def replay_event(
+    session: Session, *, channels: Mapping[str, Channel], ref: str, purchasing: Purchasing
+) -> IntakeResult:
     """Re-run a stored delivery (by OrderHub event id or platform delivery id) after a fix."""
     event = _find_event(session, ref)
     channel = channels.get(event.channel)
@@ -128,11 +132,12 @@ def replay_event(session: Session, *, channels: Mapping[str, Channel], ref: str)
     event.note = meaning.reason if meaning.status == EventStatus.IGNORED else None
     event.replays += 1
     session.flush()
-    return _apply(session, event.id, event.channel, event.account, meaning)
+    return _apply(session, event.id, event.channel, event.account, meaning, purchasing)
 
 
 def _apply(
-    session: Session, event_id: uuid.UUID, channel: str, account: str, meaning: Interpretation
+    session: Session, event_id: uuid.UUID, channel: str, account: str, meaning: Interpretation,
+    purchasing: Purchasing,
 ) -> IntakeResult:
     if meaning.status == EventStatus.IGNORED:
         return IntakeResult(Outcome.IGNORED, event_id, reason=meaning.reason)
@@ -149,16 +154,19 @@ def _apply(
 
     assert meaning.order is not None
     try:
-        # A savepoint, so a payload the database refuses is quarantined, not lost.
+        # A savepoint: if the database refuses this order, or routing it hits a bug, the
+        # delivery is kept as quarantined (replayable after a fix) instead of being lost.
         with session.begin_nested():
             order_id, applied = upsert_order(session, channel, account, meaning.order)
+            if applied:
+                route_order(session, order_id=order_id, purchasing=purchasing, now=utcnow())
+    except OperationalError:
+        raise  # lock timeout, lost connection: the platform retries on our 503
     except (IntegrityError, DataError) as exc:
-        # Only refusals of this content; a lock timeout or lost connection must propagate so
-        # the platform retries.
-        reason = f"database refused the order: {exc.orig}"[:2000]
-        log.error("event %s quarantined: %s", event_id, reason)
-        _mark_event(session, event_id, status=EventStatus.QUARANTINED, error=reason)
-        return IntakeResult(Outcome.QUARANTINED, event_id, reason=reason)
+        return _quarantine(session, event_id, f"database refused the order: {exc.orig}")
+    except Exception as exc:
+        log.exception("event %s: processing failed", event_id)
+        return _quarantine(session, event_id, f"internal error while processing: {exc!r}")
 
     if applied:
         _mark_event(session, event_id, order_id=order_id)
@@ -166,6 +174,13 @@ def _apply(
     _mark_event(session, event_id, order_id=order_id,
                 note="stale: a newer version of the order is already stored")
     return IntakeResult(Outcome.STALE, event_id, order_id)
+
+
+def _quarantine(session: Session, event_id: uuid.UUID, reason: str) -> IntakeResult:
+    reason = reason[:2000]
+    log.error("event %s quarantined: %s", event_id, reason)
+    _mark_event(session, event_id, status=EventStatus.QUARANTINED, error=reason)
+    return IntakeResult(Outcome.QUARANTINED, event_id, reason=reason)
 
 
 def upsert_order(

@@ -44,8 +44,26 @@ class EventStatus:
 
 
 class OrderStatus:
-    RECEIVED = "received"
+    RECEIVED = "received"                  # stored, not routed yet
+    AWAITING_PAYMENT = "awaiting_payment"  # DISPATCH_ON=paid and not paid yet
+    TEST = "test"                          # a test order, routed to nobody
+    ROUTED = "routed"                      # every shippable line has a purchase order
+    NEEDS_ATTENTION = "needs_attention"    # some line has no supplier (needs a mapping)
     CANCELLED = "cancelled"
+
+
+class LineRouting:
+    PENDING = "pending"                # not routed yet (order unpaid, test, just received)
+    ROUTED = "routed"
+    NEEDS_MAPPING = "needs_mapping"
+    NOT_SHIPPED = "not_shipped"        # gift cards, digital goods: no supplier ships them
+
+
+class PoStatus:
+    PENDING = "pending"        # rendered and valid, waiting to be sent
+    SENT = "sent"
+    FAILED = "failed"          # the document failed validation: a bug, never sent
+    WITHDRAWN = "withdrawn"    # cancelled before it was sent
 
 
 class WebhookEvent(Base):
@@ -143,5 +161,55 @@ class OrderLine(Base):
     requires_shipping: Mapped[bool] = mapped_column(Boolean, default=True)
     gift_card: Mapped[bool] = mapped_column(Boolean, default=False)
     shipped_quantity: Mapped[int] = mapped_column(Integer, default=0)
+    routing: Mapped[str] = mapped_column(String(16), default=LineRouting.PENDING)
+    routing_reason: Mapped[str | None] = mapped_column(String(512))
+    supplier: Mapped[str | None] = mapped_column(String(64))
+    supplier_sku: Mapped[str | None] = mapped_column(String(255))
+    unit_cost: Mapped[Decimal | None]
 
     order: Mapped[Order] = relationship(back_populates="lines")
+
+
+class SkuMapEntry(Base):
+    """Which supplier carries a SKU, under which part number, at what cost and priority."""
+
+    __tablename__ = "sku_map"
+    __table_args__ = (UniqueConstraint("sku", "supplier", name="uq_sku_map_sku_supplier"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    sku: Mapped[str] = mapped_column(String(255))
+    supplier: Mapped[str] = mapped_column(String(64))
+    supplier_sku: Mapped[str | None] = mapped_column(String(255))
+    cost: Mapped[Decimal | None]
+    priority: Mapped[int] = mapped_column(Integer, default=100)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class PurchaseOrder(Base):
+    """One version of the purchase order for one (order, supplier): the document as sent."""
+
+    __tablename__ = "purchase_orders"
+    __table_args__ = (
+        UniqueConstraint("order_id", "supplier", "version", name="uq_purchase_orders_version"),
+        Index("ix_purchase_orders_status", "status", "created_at"),
+        Index("ix_purchase_orders_supplier", "supplier", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    supplier: Mapped[str] = mapped_column(String(64))
+    po_number: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(8))       # new | change | cancel
+    status: Mapped[str] = mapped_column(String(16))
+    format: Mapped[str] = mapped_column(String(16))
+    file_name: Mapped[str] = mapped_column(String(255))
+    payload_id: Mapped[str] = mapped_column(String(255))
+    content_key: Mapped[str] = mapped_column(String(64))  # what the lines say, to spot changes
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    document: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None]

@@ -32,7 +32,8 @@ def receive(channel_name: str) -> tuple[Response, int]:
         return jsonify(error="invalid signature"), 401
 
     with services.db.session() as session:
-        result = receive_delivery(session, channel=channel, delivery=delivery, raw_body=raw_body)
+        result = receive_delivery(session, channel=channel, delivery=delivery, raw_body=raw_body,
+                                  purchasing=services.purchasing)
         session.commit()
 
     WEBHOOK_DELIVERIES.labels(channel_name, result.outcome.value).inc()

@@ -124,6 +124,11 @@ def line_json(line: OrderLine) -> dict[str, Any]:
         "requires_shipping": line.requires_shipping,
         "gift_card": line.gift_card,
         "shipped_quantity": line.shipped_quantity,
+        "routing": line.routing,
+        "routing_reason": line.routing_reason,
+        "supplier": line.supplier,
+        "supplier_sku": line.supplier_sku,
+        "unit_cost": _money(line.unit_cost),
     }
 
 

@@ -161,15 +161,14 @@ def _line(item: Any, index: int) -> LineData:
             Decimal("0"),
         )
     else:
-        discount = _money(item, "total_discount", where=where)
-        if discount is None:
-            discount = Decimal("0")
+        given = _money(item, "total_discount", where=where)
+        discount = Decimal("0") if given is None else given
     title = item.get("title") or item.get("name")
     if not isinstance(title, str) or not title.strip():
         raise PayloadInvalid(f"{where}.title is missing")
     return LineData(
         external_id=_ident(item.get("id"), f"{where}.id"),
-        title=title.strip()[:512],
+        title=_text(title, 512) or "(untitled)",
         quantity=quantity,
         price=_required_money(item, "price", where=where),
         total_discount=discount,
@@ -212,7 +211,7 @@ def _address(raw: Any) -> Address | None:
         province_code=_text(raw.get("province_code"), 16),
         zip=_text(raw.get("zip"), 32),
         country=_text(raw.get("country"), 255),
-        country_code=_text(raw.get("country_code"), 2),
+        country_code=(_text(raw.get("country_code"), 2) or "").upper() or None,
         phone=_text(raw.get("phone"), 64),
     )
 
@@ -303,8 +302,13 @@ def _optional_ident(value: Any) -> str | None:
     return str(value)[:64] if isinstance(value, int | str) else None
 
 
+# Control characters (other than tab and newlines) have no place in an order and cannot be
+# written into XML 1.0, so they are dropped on the way in rather than failing a document later.
+_CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10, 13)) | {0x7F: None}
+
+
 def _text(value: Any, limit: int) -> str | None:
     if value is None:
         return None
-    text = str(value).strip()
+    text = str(value).translate(_CONTROL).strip()
     return text[:limit] or None

@@ -1,0 +1,104 @@
+"""suppliers.toml: every mistake stops the start with the supplier and the key named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.errors import ConfigError
+from app.suppliers import load_suppliers
+
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+ENV = {"AGRIEST_SFTP_PASSWORD": "s3cret-password"}
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "suppliers.toml"
+    path.write_text(text)
+    return str(path)
+
+
+GOOD = f"""
+[suppliers.agriest]
+name = "Agriest"
+transport = "sftp://orders@sftp.agriest.example:22/inbound"
+password_env = "AGRIEST_SFTP_PASSWORD"
+host_key = "{HOST_KEY}"
+format = "cxml"
+sku_prefixes = ["AG-"]
+vendors = ["Agriest"]
+
+[suppliers.greensoil]
+transport = "file:///srv/greensoil"
+format = "ubl"
+sku_file = "greensoil.csv"
+default = true
+"""
+
+
+def test_a_good_file_loads_in_order(tmp_path: Path) -> None:
+    (tmp_path / "greensoil.csv").write_text("sku\nGS-SOIL-40\nGS-SOIL-80\n")
+    book = load_suppliers(write(tmp_path, GOOD), ENV, required=True)
+    assert [s.key for s in book.suppliers] == ["agriest", "greensoil"]
+    agriest = book.by_key["agriest"]
+    assert (agriest.name, agriest.format, agriest.scheme) == ("Agriest", "cxml", "sftp")
+    assert agriest.vendors == ("agriest",)
+    assert book.by_key["greensoil"].skus == frozenset({"GS-SOIL-40", "GS-SOIL-80"})
+    assert book.default is not None and book.default.key == "greensoil"
+
+
+def test_missing_default_file_means_no_suppliers(tmp_path: Path) -> None:
+    assert load_suppliers(str(tmp_path / "none.toml"), {}, required=False).suppliers == ()
+    with pytest.raises(ConfigError, match="SUPPLIERS_FILE"):
+        load_suppliers(str(tmp_path / "none.toml"), {}, required=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "name", "words"),
+    [
+        ('[suppliers.a]\ntransport = "file:///x"\ncolour = "red"\n', {},
+         "suppliers.a.colour", "unknown key"),
+        ('[suppliers.a]\nformat = "cxml"\n', {}, "suppliers.a.transport", "missing"),
+        ('[suppliers.a]\ntransport = "http://x.example/po"\n', {},
+         "suppliers.a.transport", "scheme"),
+        ('[suppliers.a]\ntransport = "sftp://host.example/in"\n', {},
+         "suppliers.a.transport", "user and host"),
+        ('[suppliers.a]\ntransport = "sftp://u:pw@host.example/in"\n', {},
+         "suppliers.a.transport", "no password in the URL"),
+        (f'[suppliers.a]\ntransport = "sftp://u@h.example/in"\npassword_env = "NOPE"\n'
+         f'host_key = "{HOST_KEY}"\n', {}, "suppliers.a.password_env", "NOPE is not set"),
+        ('[suppliers.a]\ntransport = "sftp://u@h.example/in"\npassword_env = "P"\n', {"P": "x"},
+         "suppliers.a.host_key", "required for sftp"),
+        ('[suppliers.a]\ntransport = "sftp://u@h.example/in"\npassword_env = "P"\n'
+         'host_key = "AAAAC3Nza"\n', {"P": "x"}, "suppliers.a.host_key", "must look like"),
+        (f'[suppliers.a]\ntransport = "sftp://u@h.example/in"\nhost_key = "{HOST_KEY}"\n', {},
+         "suppliers.a.password_env", "password_env or key_file"),
+        ('[suppliers.a]\ntransport = "ftps://u@h.example/in"\n', {},
+         "suppliers.a.password_env", "ftps:// needs"),
+        ('[suppliers.a]\ntransport = "file:///x"\nformat = "edifact"\n', {},
+         "suppliers.a.format", "not one of"),
+        ('[suppliers.a]\ntransport = "file:///x"\ndefault = true\n'
+         '[suppliers.b]\ntransport = "file:///y"\ndefault = true\n', {},
+         "suppliers.b.default", "only one supplier"),
+        ('[suppliers.a]\ntransport = "file:///x"\nsku_prefixes = "AG-"\n', {},
+         "suppliers.a.sku_prefixes", "list"),
+        ('[suppliers.a]\ntransport = "file:///x"\nsku_file = "missing.csv"\n', {},
+         "suppliers.a.sku_file", "does not exist"),
+        ('[suppliers.a\ntransport = "file:///x"\n', {}, "SUPPLIERS_FILE", "not valid TOML"),
+        ('[vendors.a]\ntransport = "file:///x"\n', {}, "SUPPLIERS_FILE", "unknown top-level"),
+    ],
+)
+def test_each_mistake_is_named(tmp_path: Path, text: str, env: dict[str, str], name: str,
+                               words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_suppliers(write(tmp_path, text), env, required=True)
+    assert caught.value.name == name
+    assert words in str(caught.value)
+
+
+def test_the_documented_example_loads() -> None:
+    example = Path(__file__).resolve().parents[2] / "suppliers.example.toml"
+    book = load_suppliers(str(example), ENV, required=True)
+    assert [s.key for s in book.suppliers] == ["agriest", "greensoil"]
+    assert book.default is not None and book.default.key == "greensoil"
