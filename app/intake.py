@@ -16,10 +16,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Insert, Select, Update, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -97,25 +98,48 @@ def receive_delivery(
     """Store a verified delivery once and apply the order it carries. The caller commits."""
     meaning = interpret(channel, delivery.topic, raw_body)
     event_id = new_id()
-    stmt = _insert_ignoring_conflict(session, WebhookEvent).values(
-        id=event_id,
-        channel=delivery.channel,
-        delivery_id=delivery.delivery_id,
-        event_id=delivery.event_id,
-        topic=delivery.topic,
-        account=delivery.account,
-        api_version=delivery.api_version,
-        triggered_at=delivery.triggered_at,
-        received_at=utcnow(),
-        raw_body=raw_body,
-        status=meaning.status,
-        error=meaning.reason if meaning.status == EventStatus.QUARANTINED else None,
-        note=meaning.reason if meaning.status == EventStatus.IGNORED else None,
-        replays=0,
-    ).returning(WebhookEvent.id)
-    if session.execute(stmt).first() is None:  # the delivery id is already stored
+    event = {
+        "id": event_id,
+        "channel": delivery.channel,
+        "delivery_id": delivery.delivery_id,
+        "event_id": delivery.event_id,
+        "topic": delivery.topic,
+        "account": delivery.account,
+        "api_version": delivery.api_version,
+        "triggered_at": delivery.triggered_at,
+        "received_at": utcnow(),
+        "raw_body": raw_body,
+        "status": meaning.status,
+        "error": meaning.reason if meaning.status == EventStatus.QUARANTINED else None,
+        "note": meaning.reason if meaning.status == EventStatus.IGNORED else None,
+        "replays": 0,
+        "order_id": None,
+    }
+    if not _insert_event(session, event):
         return IntakeResult(Outcome.DUPLICATE)
     return _apply(session, event_id, delivery.channel, delivery.account, meaning, purchasing)
+
+
+def _insert_event(session: Session, event: dict[str, Any]) -> bool:
+    """Insert the delivery; False if its delivery id is already stored (a repeat).
+
+    A plain INSERT and its unique constraint decide, rather than INSERT ... ON CONFLICT, whose
+    statement SQLAlchemy cannot cache (it would be compiled again for every delivery). On SQLite
+    a failed statement leaves the transaction usable; PostgreSQL needs a savepoint for that.
+    """
+    sql = _sql(session)
+    try:
+        if sql.dialect == "postgresql":
+            with session.begin_nested():
+                session.connection().execute(sql.insert_event, event)
+        else:
+            session.connection().execute(sql.insert_event, event)
+    except IntegrityError:
+        key = {"channel": event["channel"], "delivery_id": event["delivery_id"]}
+        if session.connection().execute(sql.find_event, key).first() is None:
+            raise  # some other constraint: a bug, not a repeat
+        return False
+    return True
 
 
 def replay_event(
@@ -187,31 +211,31 @@ def upsert_order(
     session: Session, channel: str, account: str, data: OrderData
 ) -> tuple[uuid.UUID, bool]:
     """Insert the order or bring it up to `data`; returns (order id, whether it was applied)."""
-    existing = _lock_order(session, channel, account, data.external_id)
+    sql = _sql(session)
+    conn = session.connection()
+    key = {"channel": channel, "account": account, "external_id": data.external_id}
+    existing = conn.execute(sql.lock_order, key).first()
     if existing is None:
         order_id = new_id()
-        inserted = session.execute(
-            _insert_ignoring_conflict(session, Order).values(
-                id=order_id, channel=channel, account=account, external_id=data.external_id,
-                status=_status_for(data, None), created_at=utcnow(), updated_at=utcnow(),
-                **_order_values(data),
-            ).returning(Order.id)
-        ).first()
+        now = utcnow()
+        inserted = conn.execute(sql.insert_order, {
+            **key, "id": order_id, "status": _status_for(data, None), "created_at": now,
+            "updated_at": now, **_order_values(data),
+        }).first()
         if inserted is not None:
             _insert_lines(session, order_id, data, start=0)
             return order_id, True
         # Another transaction inserted it first (PostgreSQL); fall through and update it.
-        existing = _lock_order(session, channel, account, data.external_id)
+        existing = conn.execute(sql.lock_order, key).first()
         assert existing is not None
 
     order_id, stored_updated_at, stored_cancelled_at, stored_status = existing
     if not supersedes(data, stored_updated_at, stored_cancelled_at is not None):
         return order_id, False
-    session.execute(
-        update(Order).where(Order.id == order_id).values(
-            status=_status_for(data, stored_status), updated_at=utcnow(), **_order_values(data)
-        )
-    )
+    conn.execute(sql.update_order, {
+        "_id": order_id, "status": _status_for(data, stored_status), "updated_at": utcnow(),
+        **_order_values(data),
+    })
     _update_lines(session, order_id, data)
     return order_id, True
 
@@ -275,7 +299,7 @@ def _insert_lines(session: Session, order_id: uuid.UUID, data: OrderData, *, sta
         for i, values in enumerate(_line_values(data))
     ]
     if rows:
-        session.execute(insert(OrderLine), rows)
+        session.connection().execute(_sql(session).insert_line, rows)
 
 
 def _update_lines(session: Session, order_id: uuid.UUID, data: OrderData) -> None:
@@ -294,27 +318,16 @@ def _update_lines(session: Session, order_id: uuid.UUID, data: OrderData) -> Non
             added.append({**values, "id": new_id(), "order_id": order_id,
                           "position": position, "shipped_quantity": 0})
         else:
-            changed.append({**values, "id": line_id, "position": position})
+            changed.append({**values, "_id": line_id, "position": position})
+    sql = _sql(session)
     if changed:
-        session.execute(update(OrderLine), changed)  # bulk UPDATE by primary key
+        session.connection().execute(sql.update_line, changed)
     if added:
-        session.execute(insert(OrderLine), added)
+        session.connection().execute(sql.insert_line, added)
     # A line the channel no longer lists is kept (it may be referenced) with nothing to ship.
     gone = [line_id for ext, line_id in known.items() if ext not in seen]
     if gone:
         session.execute(update(OrderLine).where(OrderLine.id.in_(gone)).values(quantity=0))
-
-
-def _lock_order(
-    session: Session, channel: str, account: str, external_id: str
-) -> tuple[uuid.UUID, datetime, datetime | None, str] | None:
-    stmt = select(Order.id, Order.source_updated_at, Order.cancelled_at, Order.status).where(
-        Order.channel == channel, Order.account == account, Order.external_id == external_id
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    row = session.execute(stmt).first()
-    return None if row is None else (row[0], row[1], row[2], row[3])
 
 
 def _order_id(session: Session, channel: str, account: str, external_id: str) -> uuid.UUID | None:
@@ -326,7 +339,7 @@ def _order_id(session: Session, channel: str, account: str, external_id: str) ->
 
 
 def _mark_event(session: Session, event_id: uuid.UUID, **values: Any) -> None:
-    session.execute(update(WebhookEvent).where(WebhookEvent.id == event_id).values(**values))
+    session.connection().execute(_sql(session).update_event, {"_id": event_id, **values})
 
 
 def _find_event(session: Session, ref: str) -> WebhookEvent:
@@ -342,11 +355,53 @@ def _find_event(session: Session, ref: str) -> WebhookEvent:
     return event
 
 
-def _insert_ignoring_conflict(session: Session, model: type[Any]) -> Insert:
-    """INSERT ... ON CONFLICT DO NOTHING, in the dialect of the session's database."""
-    dialect = session.get_bind().dialect.name
+@dataclass(frozen=True)
+class _Statements:
+    dialect: str
+    find_event: Select[tuple[uuid.UUID]]
+    insert_event: Insert
+    insert_order: Insert
+    insert_line: Insert
+    lock_order: Select[tuple[uuid.UUID, datetime, datetime | None, str]]
+    update_order: Update
+    update_line: Update
+    update_event: Update
+
+
+def _sql(session: Session) -> _Statements:
+    return _statements(session.get_bind().dialect.name)
+
+
+@cache
+def _statements(dialect: str) -> _Statements:
+    """The intake's statements, built once: values come as parameters, so SQLAlchemy compiles
+    each statement once per process instead of once per delivery."""
+    if dialect not in ("postgresql", "sqlite"):
+        raise RuntimeError(f"unsupported database {dialect}")
+    upsert_insert: Any = postgresql.insert
+    tables = WebhookEvent.metadata.tables
+    events, orders, lines = tables["webhook_events"], tables["orders"], tables["order_lines"]
+    lock = select(orders.c.id, orders.c.source_updated_at, orders.c.cancelled_at,
+                  orders.c.status).where(
+        orders.c.channel == bindparam("channel"),
+        orders.c.account == bindparam("account"),
+        orders.c.external_id == bindparam("external_id"),
+    )
     if dialect == "postgresql":
-        return postgresql.insert(model).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite.insert(model).on_conflict_do_nothing()
-    raise RuntimeError(f"unsupported database {dialect}")
+        lock = lock.with_for_update()
+    # PostgreSQL may see two first deliveries of one order at once: ON CONFLICT settles it
+    # (uncached, but only there). SQLite writers are serialized by BEGIN IMMEDIATE.
+    insert_order = (upsert_insert(orders).on_conflict_do_nothing() if dialect == "postgresql"
+                    else insert(orders))
+    return _Statements(
+        dialect=dialect,
+        find_event=select(events.c.id).where(events.c.channel == bindparam("channel"),
+                                             events.c.delivery_id == bindparam("delivery_id")),
+        insert_event=insert(events),
+        insert_order=insert_order.returning(orders.c.id),
+        insert_line=insert(lines),
+        lock_order=lock,
+        update_order=update(orders).where(orders.c.id == bindparam("_id")),
+        update_line=update(lines).where(lines.c.id == bindparam("_id")),
+        update_event=update(events).where(events.c.id == bindparam("_id")),
+    )

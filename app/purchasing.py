@@ -22,9 +22,11 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Insert, Row, Select, Update, bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.documents import render_document
@@ -40,14 +42,13 @@ from app.documents.model import (
 from app.models import (
     LineRouting,
     Order,
-    OrderLine,
     OrderStatus,
     PoStatus,
     PurchaseOrder,
-    SkuMapEntry,
 )
 from app.routing import SkuCandidate, route_line
 from app.suppliers import SupplierBook, normalize_sku
+from app.types import new_id
 
 log = logging.getLogger(__name__)
 
@@ -77,50 +78,108 @@ def route_order(
     session: Session, *, order_id: uuid.UUID, purchasing: Purchasing, now: datetime
 ) -> RoutingResult:
     """Route the order's lines and bring its purchase orders in step. The caller commits."""
-    # populate_existing: the intake writes orders with Core statements, so anything this
-    # session cached about the order may be stale.
-    order = session.get(Order, order_id, with_for_update=_lock(session), populate_existing=True)
-    assert order is not None, order_id
-    lines = list(session.execute(
-        select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.position)
-        .execution_options(populate_existing=True)
-    ).scalars())
-    existing = list(session.execute(
-        select(PurchaseOrder).where(PurchaseOrder.order_id == order_id)
-        .order_by(PurchaseOrder.supplier, PurchaseOrder.version)
-    ).scalars())
+    # Core statements on plain records, not ORM objects: this runs inside every webhook's
+    # write transaction, and the ORM's unit of work cost more than the rest of the request.
+    conn = session.connection()
+    sql = _statements(conn.dialect.name)
+    order = conn.execute(sql.order, {"order_id": order_id}).one()
+    lines = [_Line(**row._mapping) for row in conn.execute(sql.lines, {"order_id": order_id})]
+    existing = [_Po(**row._mapping) for row in conn.execute(sql.pos, {"order_id": order_id})]
     result = RoutingResult(order_status=order.status)
 
     if order.cancelled_at is None and not existing:
         waiting = _waiting_status(order, purchasing)
         if waiting is not None:
-            order.status = result.order_status = waiting
+            _set_order_status(conn, sql, order, waiting, now)
+            result.order_status = waiting
             return result
 
     if order.cancelled_at is None:
-        _route_lines(session, lines, purchasing.book)
-    wanted: dict[str, list[OrderLine]] = {}
+        _route_lines(conn, sql, lines, purchasing.book)
+    wanted: dict[str, list[_Line]] = {}
     for line in lines:
         if line.routing == LineRouting.ROUTED and line.supplier and line.quantity > 0:
             wanted.setdefault(line.supplier, []).append(line)
-    by_supplier: dict[str, list[PurchaseOrder]] = {}
+    by_supplier: dict[str, list[_Po]] = {}
     for po in existing:
         by_supplier.setdefault(po.supplier, []).append(po)
 
+    writes: list[_Po] = []
     for supplier_key in sorted(set(wanted) | set(by_supplier)):
         current = [] if order.cancelled_at else wanted.get(supplier_key, [])
-        _sync_supplier(session, order, supplier_key, current, by_supplier.get(supplier_key, []),
-                       purchasing, now, result)
+        _sync_supplier(order, supplier_key, current, by_supplier.setdefault(supplier_key, []),
+                       purchasing, now, result, writes)
+
+    dirty = [line.params() for line in lines if line.dirty]
+    if dirty:
+        conn.execute(sql.update_line, dirty)
+    inserts = [po.row for po in writes if po.is_new]
+    if inserts:
+        conn.execute(sql.insert_po, inserts)
+    for po in writes:
+        if not po.is_new:
+            conn.execute(sql.update_po, {**po.row, "_id": po.id})
 
     result.unrouted = sum(1 for line in lines if line.routing == LineRouting.NEEDS_MAPPING)
     if order.cancelled_at is not None:
-        order.status = OrderStatus.CANCELLED
+        status = OrderStatus.CANCELLED
     elif result.unrouted:
-        order.status = OrderStatus.NEEDS_ATTENTION
+        status = OrderStatus.NEEDS_ATTENTION
     else:
-        order.status = OrderStatus.ROUTED
-    result.order_status = order.status
+        status = OrderStatus.ROUTED
+    _set_order_status(conn, sql, order, status, now)
+    result.order_status = status
     return result
+
+
+@dataclass
+class _Line:
+    """An order line as routing reads and changes it."""
+
+    id: uuid.UUID
+    position: int
+    sku: str | None
+    title: str
+    vendor: str | None
+    quantity: int
+    requires_shipping: bool
+    gift_card: bool
+    routing: str
+    routing_reason: str | None
+    supplier: str | None
+    supplier_sku: str | None
+    unit_cost: Decimal | None
+    dirty: bool = False
+
+    def set_route(self, routing: str, reason: str | None, supplier: str | None,
+                  supplier_sku: str | None, unit_cost: Decimal | None) -> None:
+        new = (routing, reason, supplier, supplier_sku, unit_cost)
+        if new != (self.routing, self.routing_reason, self.supplier, self.supplier_sku,
+                   self.unit_cost):
+            (self.routing, self.routing_reason, self.supplier, self.supplier_sku,
+             self.unit_cost) = new
+            self.dirty = True
+
+    def params(self) -> dict[str, Any]:
+        return {"_id": self.id, "routing": self.routing, "routing_reason": self.routing_reason,
+                "supplier": self.supplier, "supplier_sku": self.supplier_sku,
+                "unit_cost": self.unit_cost}
+
+
+@dataclass
+class _Po:
+    """A purchase-order version as routing reads it; `row` holds what is to be written."""
+
+    id: uuid.UUID
+    supplier: str
+    version: int
+    action: str
+    status: str
+    content_key: str
+    payload_id: str
+    lines: list[dict[str, Any]]
+    is_new: bool = False
+    row: dict[str, Any] = field(default_factory=dict)
 
 
 def find_purchase_order(session: Session, ref: str) -> PurchaseOrder | None:
@@ -136,7 +195,7 @@ def find_purchase_order(session: Session, ref: str) -> PurchaseOrder | None:
     ).scalars().first()
 
 
-def _waiting_status(order: Order, purchasing: Purchasing) -> str | None:
+def _waiting_status(order: Row[Any], purchasing: Purchasing) -> str | None:
     """Why an order that has no purchase orders yet must not get any now (None: it may)."""
     if order.test and not purchasing.accept_test_orders:
         return OrderStatus.TEST
@@ -145,35 +204,31 @@ def _waiting_status(order: Order, purchasing: Purchasing) -> str | None:
     return None
 
 
-def _route_lines(session: Session, lines: list[OrderLine], book: SupplierBook) -> None:
-    skus = {s for s in (normalize_sku(line.sku) for line in lines) if s}
+def _route_lines(conn: Connection, sql: _Sql, lines: list[_Line], book: SupplierBook) -> None:
+    skus = sorted({s for s in (normalize_sku(line.sku) for line in lines) if s})
     sku_map: dict[str, list[SkuCandidate]] = {}
     if skus:
-        for entry in session.execute(select(SkuMapEntry).where(SkuMapEntry.sku.in_(skus))
-                                     ).scalars():
+        for entry in conn.execute(sql.sku_map, {"skus": skus}):
             sku_map.setdefault(entry.sku, []).append(
                 SkuCandidate(entry.supplier, entry.supplier_sku, entry.cost, entry.priority))
     frozen = {k: tuple(v) for k, v in sku_map.items()}
     for line in lines:
         if not line.requires_shipping or line.gift_card:
-            line.routing, line.routing_reason = LineRouting.NOT_SHIPPED, None
+            line.set_route(LineRouting.NOT_SHIPPED, None, None, None, None)
             continue
         if line.routing == LineRouting.ROUTED and line.supplier:
             continue  # a line keeps its supplier once routed; its purchase order may be out
         route = route_line(line.sku, line.vendor, book, frozen)
         if route.supplier is None:
-            line.routing, line.routing_reason, line.supplier = (
-                LineRouting.NEEDS_MAPPING, route.reason, None)
-            continue
-        line.routing, line.routing_reason = LineRouting.ROUTED, None
-        line.supplier, line.supplier_sku, line.unit_cost = (
-            route.supplier, route.supplier_sku, route.cost)
+            line.set_route(LineRouting.NEEDS_MAPPING, route.reason, None, None, None)
+        else:
+            line.set_route(LineRouting.ROUTED, None, route.supplier, route.supplier_sku,
+                           route.cost)
 
 
 def _sync_supplier(
-    session: Session, order: Order, supplier_key: str, current: list[OrderLine],
-    versions: list[PurchaseOrder], purchasing: Purchasing, now: datetime,
-    result: RoutingResult,
+    order: Row[Any], supplier_key: str, current: list[_Line], versions: list[_Po],
+    purchasing: Purchasing, now: datetime, result: RoutingResult, writes: list[_Po],
 ) -> None:
     latest = versions[-1] if versions else None
     sent = [po for po in versions if po.status == PoStatus.SENT]
@@ -184,12 +239,14 @@ def _sync_supplier(
         if latest is None or latest.status == PoStatus.WITHDRAWN or cancelled_sent:
             return
         if last_sent is None:
-            latest.status, latest.updated_at = PoStatus.WITHDRAWN, now
+            latest.status = PoStatus.WITHDRAWN
+            latest.row = {"status": PoStatus.WITHDRAWN, "updated_at": now}
+            writes.append(latest)
             result.withdrawn.append(latest.id)
             return
         po_lines = _removed(last_sent, set())
-        _write(session, order, supplier_key, "cancel", po_lines, latest, versions, purchasing,
-               now, result)
+        _write(order, supplier_key, "cancel", po_lines, latest, versions, purchasing, now,
+               result, writes)
         return
 
     if cancelled_sent:
@@ -201,14 +258,14 @@ def _sync_supplier(
     key = _content_key(order, po_lines)
     if latest is not None and latest.status != PoStatus.WITHDRAWN and latest.content_key == key:
         return  # nothing the supplier would see has changed
-    _write(session, order, supplier_key, action, po_lines, latest, versions, purchasing, now,
-           result)
+    _write(order, supplier_key, action, po_lines, latest, versions, purchasing, now, result,
+           writes)
 
 
 def _write(
-    session: Session, order: Order, supplier_key: str, action: Action, po_lines: list[PoLine],
-    latest: PurchaseOrder | None, versions: list[PurchaseOrder], purchasing: Purchasing,
-    now: datetime, result: RoutingResult,
+    order: Row[Any], supplier_key: str, action: Action, po_lines: list[PoLine],
+    latest: _Po | None, versions: list[_Po], purchasing: Purchasing, now: datetime,
+    result: RoutingResult, writes: list[_Po],
 ) -> None:
     """Replace the unsent latest version, or add a new version."""
     replace = latest is not None and latest.status in (PoStatus.PENDING, PoStatus.FAILED)
@@ -252,23 +309,26 @@ def _write(
         updated_at=now,
     )
     if replace and latest is not None:
-        for name, value in values.items():
-            setattr(latest, name, value)
+        latest.row = values
+        writes.append(latest)
         result.replaced.append(latest.id)
         return
-    po = PurchaseOrder(order_id=order.id, supplier=supplier_key, created_at=now, **values)
-    session.add(po)
-    session.flush([po])
+    po = _Po(id=new_id(), supplier=supplier_key, version=version, action=action, status=status,
+             content_key=values["content_key"], payload_id=doc.payload_id,
+             lines=values["lines"], is_new=True)
+    po.row = {**values, "id": po.id, "order_id": order.id, "supplier": supplier_key,
+              "created_at": now, "sent_at": None}
     versions.append(po)
+    writes.append(po)
     result.created.append(po.id)
 
 
-def _po_line(line: OrderLine) -> PoLine:
+def _po_line(line: _Line) -> PoLine:
     return PoLine(line_number=line.position + 1, sku=line.sku, supplier_sku=line.supplier_sku,
                   title=line.title, quantity=line.quantity, unit_price=line.unit_cost)
 
 
-def _removed(last_sent: PurchaseOrder, keep: set[int]) -> list[PoLine]:
+def _removed(last_sent: _Po, keep: set[int]) -> list[PoLine]:
     """Lines the supplier was last sent with a quantity, now gone: listed with quantity 0."""
     return [
         PoLine(line_number=int(d["line_number"]), sku=d["sku"], supplier_sku=d["supplier_sku"],
@@ -285,7 +345,7 @@ def _line_json(pl: PoLine) -> dict[str, Any]:
     return data
 
 
-def _content_key(order: Order, po_lines: Iterable[PoLine]) -> str:
+def _content_key(order: Row[Any], po_lines: Iterable[PoLine]) -> str:
     """A fingerprint of what a supplier reads: the lines still wanted, address and notes."""
     live = sorted((_line_json(pl) for pl in po_lines if pl.quantity > 0),
                   key=lambda d: int(d["line_number"]))
@@ -305,7 +365,7 @@ def _address(raw: dict[str, Any] | None) -> PostalAddress | None:
     )
 
 
-def _contact(order: Order) -> Contact | None:
+def _contact(order: Row[Any]) -> Contact | None:
     if not (order.customer_name or order.customer_email or order.customer_phone):
         return None
     return Contact(name=order.customer_name, email=order.customer_email,
@@ -318,5 +378,46 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_text).strip("-.")[:64]
 
 
-def _lock(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+def _set_order_status(conn: Connection, sql: _Sql, order: Row[Any], status: str,
+                      now: datetime) -> None:
+    if status != order.status:
+        conn.execute(sql.update_order, {"_id": order.id, "status": status, "updated_at": now})
+
+
+@dataclass(frozen=True)
+class _Sql:
+    order: Select[Any]
+    lines: Select[Any]
+    pos: Select[Any]
+    sku_map: Select[Any]
+    update_line: Update
+    update_order: Update
+    insert_po: Insert
+    update_po: Update
+
+
+@cache
+def _statements(dialect: str) -> _Sql:
+    """Routing's statements, built once so SQLAlchemy compiles each once per process."""
+    tables = Order.metadata.tables
+    orders, lines, pos, skus = (tables["orders"], tables["order_lines"],
+                                tables["purchase_orders"], tables["sku_map"])
+    order = select(orders).where(orders.c.id == bindparam("order_id"))
+    if dialect == "postgresql":
+        order = order.with_for_update()  # one routing at a time per order
+    line_fields = [lines.c[name] for name in _Line.__dataclass_fields__ if name != "dirty"]
+    po_fields = [pos.c[name] for name in ("id", "supplier", "version", "action", "status",
+                                          "content_key", "payload_id", "lines")]
+    return _Sql(
+        order=order,
+        lines=select(*line_fields).where(lines.c.order_id == bindparam("order_id"))
+        .order_by(lines.c.position),
+        pos=select(*po_fields).where(pos.c.order_id == bindparam("order_id"))
+        .order_by(pos.c.supplier, pos.c.version),
+        sku_map=select(skus.c.sku, skus.c.supplier, skus.c.supplier_sku, skus.c.cost,
+                       skus.c.priority).where(skus.c.sku.in_(bindparam("skus", expanding=True))),
+        update_line=update(lines).where(lines.c.id == bindparam("_id")),
+        update_order=update(orders).where(orders.c.id == bindparam("_id")),
+        insert_po=insert(pos),
+        update_po=update(pos).where(pos.c.id == bindparam("_id")),
+    )
