@@ -79,6 +79,7 @@ def configure_logging(level: str) -> None:
         )
         root.addHandler(handler)
     root.setLevel(level)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # start-up chatter
 
 
 def _register_error_handlers(app: Flask) -> None:
