@@ -102,8 +102,9 @@ def orders_reroute(order_id: str) -> None:
         session.commit()
     click.echo(f"order {order_id}: {result.order_status}; {len(result.created)} new and "
                f"{len(result.replaced)} replaced purchase order(s); {result.unrouted} line(s) "
-               "still need a mapping")
-    if result.unrouted:
+               "still need a mapping"
+               + (f"; document failed for {', '.join(result.failed)}" if result.failed else ""))
+    if result.unrouted or result.failed:
         sys.exit(1)
 
 

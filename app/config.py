@@ -42,7 +42,8 @@ class Settings:
     seller_name: str = "OrderHub seller"
 
     def __repr__(self) -> str:  # never print secrets, even in a traceback
-        return f"Settings(database_url={self.database_url!r}, ...)"
+        url = make_url(self.database_url).render_as_string(hide_password=True)
+        return f"Settings(database_url={url!r}, ...)"
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:

@@ -73,6 +73,9 @@ def interpret(channel: Channel, topic: str, raw_body: bytes) -> Interpretation:
         parsed = channel.parse_event(topic, payload)
     except PayloadInvalid as exc:
         return Interpretation(EventStatus.QUARANTINED, reason=exc.reason)
+    except Exception as exc:  # a parser bug must not lose a signed delivery: keep it, replay later
+        log.exception("parser failed on a %s delivery", topic)
+        return Interpretation(EventStatus.QUARANTINED, reason=f"parser error: {exc!r}"[:2000])
     if isinstance(parsed, OrderReference):
         return Interpretation(EventStatus.PROCESSED, reference=parsed)
     return Interpretation(EventStatus.PROCESSED, order=parsed)

@@ -71,6 +71,7 @@ class RoutingResult:
     created: list[uuid.UUID] = field(default_factory=list)    # new purchase-order versions
     replaced: list[uuid.UUID] = field(default_factory=list)   # unsent documents rewritten
     withdrawn: list[uuid.UUID] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)         # suppliers whose document failed
     unrouted: int = 0
 
 
@@ -120,10 +121,11 @@ def route_order(
         if not po.is_new:
             conn.execute(sql.update_po, {**po.row, "_id": po.id})
 
-    result.unrouted = sum(1 for line in lines if line.routing == LineRouting.NEEDS_MAPPING)
+    result.unrouted = sum(1 for line in lines
+                          if line.routing == LineRouting.NEEDS_MAPPING and line.quantity > 0)
     if order.cancelled_at is not None:
         status = OrderStatus.CANCELLED
-    elif result.unrouted:
+    elif result.unrouted or result.failed:
         status = OrderStatus.NEEDS_ATTENTION
     else:
         status = OrderStatus.ROUTED
@@ -230,13 +232,18 @@ def _sync_supplier(
     order: Row[Any], supplier_key: str, current: list[_Line], versions: list[_Po],
     purchasing: Purchasing, now: datetime, result: RoutingResult, writes: list[_Po],
 ) -> None:
-    latest = versions[-1] if versions else None
-    sent = [po for po in versions if po.status == PoStatus.SENT]
+    # Once a cancel document has been sent, that purchase order is closed for the supplier.
+    # Lines that come back later (an edit re-adds them) start a new purchase order, with its
+    # own number, rather than reviving the cancelled one.
+    cancels = [i for i, po in enumerate(versions)
+               if po.status == PoStatus.SENT and po.action == "cancel"]
+    cycle = versions[cancels[-1] + 1:] if cancels else list(versions)
+    latest = cycle[-1] if cycle else None
+    sent = [po for po in cycle if po.status == PoStatus.SENT]
     last_sent = sent[-1] if sent else None
-    cancelled_sent = last_sent is not None and last_sent.action == "cancel"
 
     if not current:  # cancelled, or no line left for this supplier
-        if latest is None or latest.status == PoStatus.WITHDRAWN or cancelled_sent:
+        if latest is None or latest.status == PoStatus.WITHDRAWN:
             return
         if last_sent is None:
             latest.status = PoStatus.WITHDRAWN
@@ -245,37 +252,39 @@ def _sync_supplier(
             result.withdrawn.append(latest.id)
             return
         po_lines = _removed(last_sent, set())
-        _write(order, supplier_key, "cancel", po_lines, latest, versions, purchasing, now,
-               result, writes)
+        _write(order, supplier_key, "cancel", po_lines, latest, versions, cycle,
+               len(cancels) + 1, purchasing, now, result, writes)
         return
 
-    if cancelled_sent:
-        return  # the supplier was told to cancel; a later change cannot revive the order
     po_lines = [_po_line(line) for line in current]
     if last_sent is not None:
         po_lines += _removed(last_sent, {pl.line_number for pl in po_lines})
     action: Action = "new" if last_sent is None else "change"
     key = _content_key(order, po_lines)
-    if latest is not None and latest.status != PoStatus.WITHDRAWN and latest.content_key == key:
+    if (latest is not None and latest.status not in (PoStatus.WITHDRAWN, PoStatus.FAILED)
+            and latest.content_key == key):
         return  # nothing the supplier would see has changed
-    _write(order, supplier_key, action, po_lines, latest, versions, purchasing, now, result,
-           writes)
+    _write(order, supplier_key, action, po_lines, latest, versions, cycle, len(cancels) + 1,
+           purchasing, now, result, writes)
 
 
 def _write(
     order: Row[Any], supplier_key: str, action: Action, po_lines: list[PoLine],
-    latest: _Po | None, versions: list[_Po], purchasing: Purchasing, now: datetime,
-    result: RoutingResult, writes: list[_Po],
+    latest: _Po | None, versions: list[_Po], cycle: list[_Po], round_: int,
+    purchasing: Purchasing, now: datetime, result: RoutingResult, writes: list[_Po],
 ) -> None:
-    """Replace the unsent latest version, or add a new version."""
+    """Replace the unsent latest version, or add a new version. `round_` counts purchase
+    orders to this supplier for this order: 2 and up follow a cancelled one."""
     replace = latest is not None and latest.status in (PoStatus.PENDING, PoStatus.FAILED)
     version = latest.version if (replace and latest) else (versions[-1].version + 1
                                                           if versions else 1)
     supplier = purchasing.book.get(supplier_key)
     fmt = supplier.format if supplier else "orderhub"
     number = _safe(order.number) or _safe(order.external_id)
+    if round_ > 1:
+        number = f"{number}-{round_}"
     po_number = f"{_safe(order.channel)}-{number}-{supplier_key}"
-    sent = [po for po in versions if po.status == PoStatus.SENT]
+    sent = [po for po in cycle if po.status == PoStatus.SENT]
     doc = PurchaseOrderDoc(
         po_number=po_number,
         version=version,
@@ -298,6 +307,7 @@ def _write(
         document = render_document(fmt, doc)
     except DocumentInvalid as exc:
         status, error = PoStatus.FAILED, str(exc)
+        result.failed.append(supplier_key)
         log.error("ALERT purchase order %s v%s for %s failed validation: %s", po_number,
                   version, supplier_key, exc)
     values: dict[str, Any] = dict(

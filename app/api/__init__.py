@@ -27,6 +27,15 @@ def require_token() -> tuple[Response, int] | None:
     return None
 
 
+@bp.before_request
+def refuse_nul_characters() -> tuple[Response, int] | None:
+    # PostgreSQL cannot even compare a string with a NUL in it; say so instead of failing.
+    for name, value in request.args.items():
+        if "\x00" in value:
+            return jsonify(error=f"{name}: contains a NUL character"), 400
+    return None
+
+
 @bp.errorhandler(BadRequest)
 def bad_request(exc: BadRequest) -> tuple[Response, int]:
     return jsonify(error=str(exc)), 400

@@ -156,9 +156,9 @@ def _limit(raw: str | None) -> int:
 def _time(name: str, raw: str) -> datetime:
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise BadRequest(f"{name}: {raw!r} is not an ISO 8601 date or date-time") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _encode_cursor(order: Order) -> str:
@@ -170,6 +170,9 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         at, _, ident = raw.partition("|")
-        return datetime.fromisoformat(at), uuid.UUID(ident)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise ValueError("naive time")
+        return when.astimezone(UTC), uuid.UUID(ident)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise BadRequest("cursor: not a cursor this API returned") from None

@@ -24,6 +24,8 @@ def list_purchase_orders() -> Response:
         offset = int(request.args.get("offset", "0"))
     except ValueError:
         raise BadRequest("offset: not a whole number") from None
+    if not 0 <= offset <= 1_000_000:
+        raise BadRequest("offset: must be between 0 and 1000000")
     stmt = select(PurchaseOrder)
     if status := request.args.get("status"):
         stmt = stmt.where(PurchaseOrder.status == status)
@@ -33,7 +35,7 @@ def list_purchase_orders() -> Response:
         stmt = stmt.where(PurchaseOrder.order_id == _uuid("order_id", order_id))
     stmt = stmt.order_by(PurchaseOrder.created_at.desc(), PurchaseOrder.id.desc())
     with hub().db.read_session() as session:
-        rows = list(session.execute(stmt.offset(max(offset, 0)).limit(limit)).scalars())
+        rows = list(session.execute(stmt.offset(offset).limit(limit)).scalars())
     return jsonify(purchase_orders=[po_json(po) for po in rows])
 
 
@@ -72,6 +74,8 @@ def reroute(order_id: str) -> tuple[Response, int]:
         order_status=result.order_status,
         created=[str(i) for i in result.created],
         replaced=[str(i) for i in result.replaced],
+        withdrawn=[str(i) for i in result.withdrawn],
+        failed_suppliers=result.failed,
         unrouted_lines=result.unrouted,
     ), 200
 

@@ -274,7 +274,10 @@ def _time(obj: dict[str, Any], key: str, *, required: bool = False) -> datetime 
         raise PayloadInvalid(f"{key}: {value!r} is not an ISO 8601 date-time") from None
     if parsed.tzinfo is None:
         raise PayloadInvalid(f"{key}: {value!r} has no time zone")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise PayloadInvalid(f"{key}: {value!r} is out of range") from None
 
 
 def _header_time(value: str | None) -> datetime | None:
@@ -282,9 +285,9 @@ def _header_time(value: str | None) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _ident(value: Any, name: str) -> str:

@@ -97,3 +97,21 @@ def test_unknown_order_is_404(client: FlaskClient) -> None:
 def test_health_and_readiness(client: FlaskClient) -> None:
     assert client.get("/healthz").json == {"status": "ok"}
     assert client.get("/readyz").json == {"status": "ready"}
+
+
+def test_out_of_range_and_hostile_parameters_are_400(client: FlaskClient) -> None:
+    import base64
+
+    naive_cursor = base64.urlsafe_b64encode(
+        b"2026-11-20T10:00:00|01a2131f-0efa-726e-8b30-bc0c008230d4").decode().rstrip("=")
+    for url, name in [
+        ("/api/orders?since=0001-01-01T00:00%2B05:00", "since"),
+        ("/api/orders?until=9999-12-31T23:59:59-05:00", "until"),
+        (f"/api/orders?cursor={naive_cursor}", "cursor"),
+        ("/api/orders?status=%00", "status"),
+        ("/api/purchase-orders?supplier=a%00b", "supplier"),
+        ("/api/purchase-orders?offset=99999999999999999999", "offset"),
+    ]:
+        response = client.get(url, headers=auth())
+        assert response.status_code == 400, url
+        assert response.json["error"].startswith(name), response.json

@@ -314,3 +314,74 @@ def test_lines_keep_their_routing_in_the_api(app: Flask, client: FlaskClient) ->
     with hub_of(app).db.read_session() as s:
         assert s.execute(select(OrderLine.supplier).where(OrderLine.sku == "GS-SOIL-40")
                          ).scalar_one() == "greensoil"
+
+
+def test_lines_back_after_a_sent_cancel_start_a_new_purchase_order(
+    app: Flask, client: FlaskClient
+) -> None:
+    created = three_supplier_order()
+    deliver(client, created)
+    mark_sent(app, "tools")
+    without_trowel = later(created, 10)
+    del without_trowel["line_items"][2]
+    deliver(client, without_trowel, topic="orders/updated")
+    mark_sent(app, "tools")  # the cancel document reached the supplier
+    back = later(created, 20)
+    back["line_items"][2]["current_quantity"] = 3
+    deliver(client, back, topic="orders/updated")
+
+    tools = [p for p in pos(app) if p.supplier == "tools"]
+    assert [(p.version, p.action, p.status, p.po_number) for p in tools] == [
+        (1, "new", "sent", "shopify-1042-tools"),
+        (2, "cancel", "sent", "shopify-1042-tools"),
+        (3, "new", "pending", "shopify-1042-2-tools"),
+    ]
+    assert tools[2].lines[0]["quantity"] == 3
+    assert order(app).status == "routed"
+
+
+def test_a_document_that_failed_validation_is_rebuilt_by_reroute(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.documents import ubl
+    from app.documents.model import DocumentInvalid
+
+    real = ubl.validate_ubl
+
+    def broken(xml: bytes) -> None:
+        raise DocumentInvalid("ubl", "line 3: element cac:OrderLine missing")
+
+    monkeypatch.setattr(ubl, "validate_ubl", broken)
+    import app.documents as documents
+
+    documents._formats.cache_clear()
+    deliver(client, three_supplier_order())
+    agriest = [p for p in pos(app) if p.supplier == "agriest"][0]
+    assert (agriest.status, agriest.document) == ("failed", None)
+    assert agriest.error is not None and "cac:OrderLine" in agriest.error
+    assert order(app).status == "needs_attention"
+    runner = app.test_cli_runner()
+    still = runner.invoke(args=["orders", "reroute", str(order(app).id)])
+    assert still.exit_code == 1 and "document failed for agriest" in still.output
+
+    monkeypatch.setattr(ubl, "validate_ubl", real)  # the fix is deployed
+    documents._formats.cache_clear()
+    fixed = runner.invoke(args=["orders", "reroute", str(order(app).id)])
+    assert fixed.exit_code == 0, fixed.output
+    agriest = [p for p in pos(app) if p.supplier == "agriest"][0]
+    assert (agriest.version, agriest.status) == (1, "pending")
+    assert agriest.document is not None and agriest.error is None
+    assert order(app).status == "routed"
+
+
+def test_an_unmapped_line_removed_by_an_edit_no_longer_holds_the_order(
+    app: Flask, client: FlaskClient
+) -> None:
+    payload = three_supplier_order()
+    payload["line_items"][2].update(sku="ZZ-MYSTERY", vendor="Nobody")
+    deliver(client, payload)
+    assert order(app).status == "needs_attention"
+    edited = later(payload, 5)
+    edited["line_items"][2]["current_quantity"] = 0
+    deliver(client, edited, topic="orders/updated")
+    assert order(app).status == "routed"

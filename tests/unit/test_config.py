@@ -52,3 +52,9 @@ def test_bad_settings_are_named(override: dict[str, str], name: str, words: str)
     assert caught.value.name == name
     assert words in str(caught.value)
     assert str(caught.value).startswith(name)
+
+
+def test_database_password_never_printed() -> None:
+    settings = load_settings({**GOOD, "DATABASE_URL": "postgresql://orderhub:s3cretpw@db/x"})
+    assert "s3cretpw" not in repr(settings)
+    assert "db/x" in repr(settings)

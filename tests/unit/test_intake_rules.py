@@ -7,6 +7,7 @@ import dataclasses
 import json
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -271,3 +272,21 @@ def test_retry_of_an_old_delivery_after_a_cancellation_does_not_revive_the_order
 
     assert supersedes(created, cancelled.source_updated_at, cancelled.is_cancelled) is False
     assert supersedes(cancelled, created.source_updated_at, created.is_cancelled) is True
+
+
+def test_a_parser_bug_quarantines_instead_of_losing_the_delivery() -> None:
+    class Exploding(ShopifyChannel):
+        def parse_event(self, topic: str, payload: Any) -> Any:
+            raise RuntimeError("unexpected shape")
+
+    meaning = interpret(Exploding(["secret-0123456789"]), "orders/create", b'{"id": 1}')
+    assert meaning.status == "quarantined"
+    assert meaning.reason is not None and "parser error" in meaning.reason
+
+
+def test_a_date_out_of_range_is_a_payload_error() -> None:
+    body = b'{"id": 1, "created_at": "0001-01-01T00:00:00+01:00", "currency": "USD", ' \
+           b'"total_price": "1.00", "line_items": []}'
+    meaning = interpret(ShopifyChannel(["secret-0123456789"]), "orders/create", body)
+    assert meaning.status == "quarantined"
+    assert meaning.reason is not None and "out of range" in meaning.reason
