@@ -65,7 +65,8 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     if settings.shopify_webhook_secrets:
         from app.channels.shopify import ShopifyChannel
 
-        channels["shopify"] = ShopifyChannel(settings.shopify_webhook_secrets)
+        channels["shopify"] = ShopifyChannel(settings.shopify_webhook_secrets,
+                                             settings.shopify_shop_domain)
     return channels
 
 

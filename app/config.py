@@ -34,6 +34,7 @@ class Settings:
     db_pool_size: int = 10
     log_level: str = "INFO"
     shopify_webhook_secrets: tuple[str, ...] = ()
+    shopify_shop_domain: str | None = None
     suppliers_file: str = "suppliers.toml"
     suppliers_file_required: bool = False   # True when SUPPLIERS_FILE was set explicitly
     dispatch_on: str = "paid"
@@ -82,6 +83,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         db_pool_size=_positive_int(env, "DB_POOL_SIZE", 10),
         log_level=log_level,
         shopify_webhook_secrets=secrets,
+        shopify_shop_domain=_optional(env, "SHOPIFY_SHOP_DOMAIN"),
     )
 
 

@@ -59,8 +59,12 @@ class Interpretation:
     reason: str | None = None
 
 
-def interpret(channel: Channel, topic: str, raw_body: bytes) -> Interpretation:
+def interpret(channel: Channel, topic: str, raw_body: bytes,
+              account: str | None = None) -> Interpretation:
     """Decide what a verified delivery's body means; never raises for bad content."""
+    if account is not None and not channel.account_allowed(account):
+        return Interpretation(EventStatus.IGNORED,
+                              reason=f"account {account!r} is not the one configured")
     if not topic:
         return Interpretation(EventStatus.QUARANTINED, reason="delivery has no topic")
     if channel.topic_action(topic) is TopicAction.IGNORE:
@@ -99,7 +103,7 @@ def receive_delivery(
     purchasing: Purchasing,
 ) -> IntakeResult:
     """Store a verified delivery once and apply the order it carries. The caller commits."""
-    meaning = interpret(channel, delivery.topic, raw_body)
+    meaning = interpret(channel, delivery.topic, raw_body, delivery.account)
     event_id = new_id()
     event = {
         "id": event_id,
@@ -153,7 +157,7 @@ def replay_event(
     channel = channels.get(event.channel)
     if channel is None:
         raise NotFound(f"channel {event.channel!r} of event {event.id} is not configured")
-    meaning = interpret(channel, event.topic, event.raw_body)
+    meaning = interpret(channel, event.topic, event.raw_body, event.account)
     event.status = meaning.status
     event.error = meaning.reason if meaning.status == EventStatus.QUARANTINED else None
     event.note = meaning.reason if meaning.status == EventStatus.IGNORED else None

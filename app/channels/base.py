@@ -123,6 +123,10 @@ class Channel(Protocol):
         """Check authenticity on the raw bytes; raise `SignatureInvalid` if it fails."""
         ...
 
+    def account_allowed(self, account: str) -> bool:
+        """Whether deliveries for this account (e.g. a shop domain) belong to this install."""
+        ...
+
     def topic_action(self, topic: str) -> TopicAction:
         """Whether a topic carries an order to process or is only acknowledged."""
         ...

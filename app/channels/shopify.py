@@ -40,10 +40,16 @@ class ShopifyChannel:
 
     name = NAME
 
-    def __init__(self, secrets: Sequence[str]) -> None:
+    def __init__(self, secrets: Sequence[str], shop_domain: str | None = None) -> None:
         if not secrets or not all(secrets):
             raise ValueError("ShopifyChannel needs non-empty webhook secrets")
         self._keys = tuple(s.encode() for s in secrets)
+        self._shop = shop_domain.strip().lower() if shop_domain else None
+
+    def account_allowed(self, account: str) -> bool:
+        # One app secret can sign for several shops; with SHOPIFY_SHOP_DOMAIN set, only that
+        # shop's orders become purchase orders (two shops' "#1042" would otherwise collide).
+        return self._shop is None or account == self._shop
 
     def verify(self, headers: Headers, raw_body: bytes) -> Delivery:
         """Check `X-Shopify-Hmac-Sha256` against the raw body with every accepted secret."""

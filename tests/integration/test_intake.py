@@ -308,3 +308,20 @@ def test_database_down_answers_503_so_shopify_retries(config: dict[str, str]) ->
                        headers=shopify_headers(body)).status_code == 503
     assert client.get("/readyz").status_code == 503
     assert client.get("/healthz").status_code == 200
+
+
+def test_other_shops_are_recorded_but_not_processed(database_url: str,
+                                                     config: dict[str, str]) -> None:
+    from app import create_app
+    from app.db import upgrade
+
+    upgrade(database_url)
+    app = create_app({**config, "SHOPIFY_SHOP_DOMAIN": "Garden-Goods.myshopify.com"})
+    client = app.test_client()
+    other = deliver(client, shopify_payload(), shop="someone-else.myshopify.com")
+    ours = deliver(client, shopify_payload())
+    assert (other.status_code, other.json["status"]) == (200, "ignored")
+    assert ours.json["status"] == "processed"
+    assert count(app, Order) == 1
+    assert count(app, WebhookEvent) == 2
+    hub_of(app).db.dispose()
