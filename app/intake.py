@@ -85,15 +85,24 @@ def interpret(channel: Channel, topic: str, raw_body: bytes,
     return Interpretation(EventStatus.PROCESSED, order=parsed)
 
 
-def supersedes(incoming: OrderData, stored_updated_at: datetime, stored_cancelled: bool) -> bool:
+def supersedes(
+    incoming: OrderData, stored_updated_at: datetime, stored_cancelled: bool, *,
+    incoming_triggered_at: datetime | None = None, stored_triggered_at: datetime | None = None,
+) -> bool:
     """The out-of-order rule: may `incoming` replace the stored version of the order?
 
-    A strictly older version never does. An equal one does (a replay, or two events of the same
-    second), except that it cannot undo a cancellation the stored version already shows.
+    A strictly older version never does. At an equal `updated_at` (Shopify's has whole seconds),
+    the platform's sub-second trigger time decides when both deliveries carry one; otherwise the
+    equal version applies (a replay), except that it cannot undo a stored cancellation.
     """
     if incoming.source_updated_at < stored_updated_at:
         return False
-    if incoming.source_updated_at == stored_updated_at and stored_cancelled:
+    if incoming.source_updated_at > stored_updated_at:
+        return True
+    if (incoming_triggered_at is not None and stored_triggered_at is not None
+            and incoming_triggered_at < stored_triggered_at):
+        return False
+    if stored_cancelled:
         return incoming.is_cancelled
     return True
 
@@ -124,7 +133,8 @@ def receive_delivery(
     }
     if not _insert_event(session, event):
         return IntakeResult(Outcome.DUPLICATE)
-    return _apply(session, event_id, delivery.channel, delivery.account, meaning, purchasing)
+    return _apply(session, event_id, delivery.channel, delivery.account, meaning, purchasing,
+                  delivery.triggered_at)
 
 
 def _insert_event(session: Session, event: dict[str, Any]) -> bool:
@@ -163,12 +173,13 @@ def replay_event(
     event.note = meaning.reason if meaning.status == EventStatus.IGNORED else None
     event.replays += 1
     session.flush()
-    return _apply(session, event.id, event.channel, event.account, meaning, purchasing)
+    return _apply(session, event.id, event.channel, event.account, meaning, purchasing,
+                  event.triggered_at)
 
 
 def _apply(
     session: Session, event_id: uuid.UUID, channel: str, account: str, meaning: Interpretation,
-    purchasing: Purchasing,
+    purchasing: Purchasing, triggered_at: datetime | None = None,
 ) -> IntakeResult:
     if meaning.status == EventStatus.IGNORED:
         return IntakeResult(Outcome.IGNORED, event_id, reason=meaning.reason)
@@ -188,7 +199,8 @@ def _apply(
         # A savepoint: if the database refuses this order, or routing it hits a bug, the
         # delivery is kept as quarantined (replayable after a fix) instead of being lost.
         with session.begin_nested():
-            order_id, applied = upsert_order(session, channel, account, meaning.order)
+            order_id, applied = upsert_order(session, channel, account, meaning.order,
+                                             triggered_at=triggered_at)
             if applied:
                 route_order(session, order_id=order_id, purchasing=purchasing, now=utcnow())
     except OperationalError:
@@ -215,7 +227,8 @@ def _quarantine(session: Session, event_id: uuid.UUID, reason: str) -> IntakeRes
 
 
 def upsert_order(
-    session: Session, channel: str, account: str, data: OrderData
+    session: Session, channel: str, account: str, data: OrderData, *,
+    triggered_at: datetime | None = None,
 ) -> tuple[uuid.UUID, bool]:
     """Insert the order or bring it up to `data`; returns (order id, whether it was applied)."""
     sql = _sql(session)
@@ -227,7 +240,7 @@ def upsert_order(
         now = utcnow()
         inserted = conn.execute(sql.insert_order, {
             **key, "id": order_id, "status": _status_for(data, None), "created_at": now,
-            "updated_at": now, **_order_values(data),
+            "updated_at": now, "source_triggered_at": triggered_at, **_order_values(data),
         }).first()
         if inserted is not None:
             _insert_lines(session, order_id, data, start=0)
@@ -236,12 +249,13 @@ def upsert_order(
         existing = conn.execute(sql.lock_order, key).first()
         assert existing is not None
 
-    order_id, stored_updated_at, stored_cancelled_at, stored_status = existing
-    if not supersedes(data, stored_updated_at, stored_cancelled_at is not None):
+    order_id, stored_updated_at, stored_cancelled_at, stored_status, stored_triggered = existing
+    if not supersedes(data, stored_updated_at, stored_cancelled_at is not None,
+                      incoming_triggered_at=triggered_at, stored_triggered_at=stored_triggered):
         return order_id, False
     conn.execute(sql.update_order, {
         "_id": order_id, "status": _status_for(data, stored_status), "updated_at": utcnow(),
-        **_order_values(data),
+        "source_triggered_at": triggered_at, **_order_values(data),
     })
     _update_lines(session, order_id, data)
     return order_id, True
@@ -369,7 +383,7 @@ class _Statements:
     insert_event: Insert
     insert_order: Insert
     insert_line: Insert
-    lock_order: Select[tuple[uuid.UUID, datetime, datetime | None, str]]
+    lock_order: Select[tuple[uuid.UUID, datetime, datetime | None, str, datetime | None]]
     update_order: Update
     update_line: Update
     update_event: Update
@@ -389,7 +403,7 @@ def _statements(dialect: str) -> _Statements:
     tables = WebhookEvent.metadata.tables
     events, orders, lines = tables["webhook_events"], tables["orders"], tables["order_lines"]
     lock = select(orders.c.id, orders.c.source_updated_at, orders.c.cancelled_at,
-                  orders.c.status).where(
+                  orders.c.status, orders.c.source_triggered_at).where(
         orders.c.channel == bindparam("channel"),
         orders.c.account == bindparam("account"),
         orders.c.external_id == bindparam("external_id"),

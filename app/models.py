@@ -128,6 +128,7 @@ class Order(Base):
     note: Mapped[str | None] = mapped_column(Text)
     placed_at: Mapped[datetime]
     source_updated_at: Mapped[datetime]
+    source_triggered_at: Mapped[datetime | None]  # the delivery's trigger time, for ties
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -264,6 +264,15 @@ def _sync_supplier(
     if (latest is not None and latest.status not in (PoStatus.WITHDRAWN, PoStatus.FAILED)
             and latest.content_key == key):
         return  # nothing the supplier would see has changed
+    if (last_sent is not None and latest is not None and latest is not last_sent
+            and latest.status in (PoStatus.PENDING, PoStatus.FAILED)
+            and last_sent.content_key == key):
+        # An edit undone before its change document went out: the supplier already has this.
+        latest.status = PoStatus.WITHDRAWN
+        latest.row = {"status": PoStatus.WITHDRAWN, "updated_at": now}
+        writes.append(latest)
+        result.withdrawn.append(latest.id)
+        return
     _write(order, supplier_key, action, po_lines, latest, versions, cycle, len(cancels) + 1,
            purchasing, now, result, writes)
 

@@ -131,6 +131,7 @@ def shopify_headers(
     webhook_id: str | None = None,
     secret: str = SHOPIFY_SECRET,
     shop: str = SHOP,
+    triggered_at: str = "2026-11-20T14:14:05.123456789Z",
 ) -> dict[str, str]:
     return {
         "Content-Type": "application/json",
@@ -140,7 +141,7 @@ def shopify_headers(
         "X-Shopify-API-Version": "2026-10",
         "X-Shopify-Webhook-Id": webhook_id or str(uuid.uuid4()),
         "X-Shopify-Event-Id": str(uuid.uuid4()),
-        "X-Shopify-Triggered-At": "2026-11-20T14:14:05.123456789Z",
+        "X-Shopify-Triggered-At": triggered_at,
     }
 
 

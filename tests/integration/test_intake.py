@@ -325,3 +325,15 @@ def test_other_shops_are_recorded_but_not_processed(database_url: str,
     assert count(app, Order) == 1
     assert count(app, WebhookEvent) == 2
     hub_of(app).db.dispose()
+
+
+def test_same_second_updates_in_reverse_keep_the_later_trigger(app: Flask,
+                                                               client: FlaskClient) -> None:
+    first = shopify_payload()
+    first.update(updated_at="2026-11-20T10:30:00-05:00", note="first edit")
+    second = copy.deepcopy(first)
+    second["note"] = "second edit, same second"
+    deliver(client, second, topic="orders/updated", triggered_at="2026-11-20T15:30:00.700Z")
+    late = deliver(client, first, topic="orders/updated", triggered_at="2026-11-20T15:30:00.200Z")
+    assert late.json["status"] == "stale"
+    assert only_order(app).note == "second edit, same second"

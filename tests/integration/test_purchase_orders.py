@@ -385,3 +385,25 @@ def test_an_unmapped_line_removed_by_an_edit_no_longer_holds_the_order(
     edited["line_items"][2]["current_quantity"] = 0
     deliver(client, edited, topic="orders/updated")
     assert order(app).status == "routed"
+
+
+def test_an_edit_undone_before_sending_withdraws_the_change(app: Flask,
+                                                            client: FlaskClient) -> None:
+    created = three_supplier_order()
+    deliver(client, created)
+    mark_sent(app, "agriest")
+    more = later(created, 10)
+    more["line_items"][0]["current_quantity"] = 3
+    deliver(client, more, topic="orders/updated")
+    back = later(created, 20)  # quantity 2 again, as the supplier already has it
+    deliver(client, back, topic="orders/updated")
+
+    agriest = [p for p in pos(app) if p.supplier == "agriest"]
+    assert [(p.version, p.action, p.status) for p in agriest] == [
+        (1, "new", "sent"), (2, "change", "withdrawn")]
+    again = later(created, 30)
+    again["line_items"][0]["current_quantity"] = 4
+    deliver(client, again, topic="orders/updated")
+    agriest = [p for p in pos(app) if p.supplier == "agriest"]
+    assert [(p.version, p.action, p.status) for p in agriest][-1] == (3, "change", "pending")
+    assert agriest[-1].lines[0]["quantity"] == 4

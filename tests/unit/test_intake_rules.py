@@ -290,3 +290,16 @@ def test_a_date_out_of_range_is_a_payload_error() -> None:
     meaning = interpret(ShopifyChannel(["secret-0123456789"]), "orders/create", body)
     assert meaning.status == "quarantined"
     assert meaning.reason is not None and "out of range" in meaning.reason
+
+
+def test_same_second_versions_are_ordered_by_trigger_time() -> None:
+    order = ShopifyChannel(["secret-0123456789"]).parse_order(
+        json.loads(raw_fixture("orders_create.json"), parse_float=Decimal))
+    second = order.source_updated_at
+    earlier, later = utc(2026, 11, 20, 14, 14, 5), utc(2026, 11, 20, 14, 14, 5, 500_000)
+    assert not supersedes(order, second, False, incoming_triggered_at=earlier,
+                          stored_triggered_at=later)
+    assert supersedes(order, second, False, incoming_triggered_at=later,
+                      stored_triggered_at=earlier)
+    assert supersedes(order, second, False, incoming_triggered_at=None,
+                      stored_triggered_at=later)  # unknown: apply, as before
