@@ -12,7 +12,7 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -286,7 +286,8 @@ def _order_values(data: OrderData) -> dict[str, Any]:
         "customer_email": customer.email if customer else None,
         "customer_name": customer.name if customer else None,
         "customer_phone": customer.phone if customer else None,
-        "shipping_address": asdict(address) if address else None,
+        # vars(), not asdict(): asdict deep-copies every field, and these are plain strings.
+        "shipping_address": dict(vars(address)) if address else None,
         "note": data.note,
         "placed_at": data.placed_at,
         "source_updated_at": data.source_updated_at,

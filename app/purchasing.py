@@ -19,7 +19,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
@@ -252,8 +252,8 @@ def _sync_supplier(
             result.withdrawn.append(latest.id)
             return
         po_lines = _removed(last_sent, set())
-        _write(order, supplier_key, "cancel", po_lines, latest, versions, cycle,
-               len(cancels) + 1, purchasing, now, result, writes)
+        _write(order, supplier_key, "cancel", po_lines, _content_key(order, po_lines), latest,
+               versions, cycle, len(cancels) + 1, purchasing, now, result, writes)
         return
 
     po_lines = [_po_line(line) for line in current]
@@ -273,12 +273,12 @@ def _sync_supplier(
         writes.append(latest)
         result.withdrawn.append(latest.id)
         return
-    _write(order, supplier_key, action, po_lines, latest, versions, cycle, len(cancels) + 1,
-           purchasing, now, result, writes)
+    _write(order, supplier_key, action, po_lines, key, latest, versions, cycle,
+           len(cancels) + 1, purchasing, now, result, writes)
 
 
 def _write(
-    order: Row[Any], supplier_key: str, action: Action, po_lines: list[PoLine],
+    order: Row[Any], supplier_key: str, action: Action, po_lines: list[PoLine], key: str,
     latest: _Po | None, versions: list[_Po], cycle: list[_Po], round_: int,
     purchasing: Purchasing, now: datetime, result: RoutingResult, writes: list[_Po],
 ) -> None:
@@ -322,7 +322,7 @@ def _write(
     values: dict[str, Any] = dict(
         po_number=po_number, version=version, action=action, status=status, format=fmt,
         file_name=f"PO_{supplier_key}_{_safe(order.channel)}-{number}_v{version}.xml",
-        payload_id=doc.payload_id, content_key=_content_key(order, po_lines),
+        payload_id=doc.payload_id, content_key=key,
         lines=[_line_json(pl) for pl in po_lines], document=document,
         sha256=hashlib.sha256(document).hexdigest() if document else None, error=error,
         updated_at=now,
@@ -359,7 +359,7 @@ def _removed(last_sent: _Po, keep: set[int]) -> list[PoLine]:
 
 
 def _line_json(pl: PoLine) -> dict[str, Any]:
-    data = asdict(pl)
+    data = dict(vars(pl))  # not asdict(), which deep-copies
     data["unit_price"] = None if pl.unit_price is None else str(pl.unit_price)
     return data
 
