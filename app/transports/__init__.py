@@ -1,0 +1,48 @@
+"""A supplier's file server behind one protocol: SFTP, a local folder (FTPS later).
+
+`transport_for` picks the adapter from the supplier's `transport` URL. Importing this package
+opens nothing; an SFTP connection is opened on first use.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+from app.suppliers import Supplier
+from app.transports.base import (
+    DEFAULT_TEMP_SUFFIX,
+    AtomicFolderTransport,
+    Transport,
+    TransportError,
+    UploadResult,
+)
+from app.transports.local import LocalFolderTransport
+from app.transports.sftp import SftpTransport
+
+__all__ = [
+    "DEFAULT_TEMP_SUFFIX", "AtomicFolderTransport", "LocalFolderTransport", "SftpTransport",
+    "Transport", "TransportError", "UploadResult", "transport_for",
+]
+
+
+def transport_for(supplier: Supplier, *, password: str | None,
+                  temp_suffix: str = DEFAULT_TEMP_SUFFIX) -> Transport:
+    """The transport for `supplier.transport`; the caller resolves `password_env` itself."""
+    url = urlsplit(supplier.transport)
+    if url.scheme == "file":
+        host = "" if url.netloc in ("", "localhost") else url.netloc
+        return LocalFolderTransport(unquote(host + url.path), temp_suffix=temp_suffix)
+    if url.scheme == "sftp":
+        if not url.hostname or not url.username:
+            raise ValueError(f"suppliers.{supplier.key}.transport: sftp:// needs user@host")
+        if not supplier.host_key:
+            raise ValueError(f"suppliers.{supplier.key}.host_key: required for sftp://")
+        return SftpTransport(
+            host=url.hostname, port=url.port or 22, username=unquote(url.username),
+            folder=unquote(url.path) or ".", host_key=supplier.host_key, password=password,
+            key_file=supplier.key_file, temp_suffix=temp_suffix)
+    if url.scheme == "ftps":
+        raise NotImplementedError(
+            f"suppliers.{supplier.key}: ftps:// is not implemented yet (FTPS is left for "
+            "later); use sftp:// or file:// for now")
+    raise ValueError(f"suppliers.{supplier.key}.transport: unknown scheme {url.scheme!r}")
