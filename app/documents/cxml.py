@@ -17,8 +17,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from app.documents.model import Contact, DocumentInvalid, PoLine, PurchaseOrderDoc
-from app.documents.orderhub import (
+from app.documents.common import (
     first_errors,
     format_decimal,
     parse_untrusted,
@@ -26,6 +25,7 @@ from app.documents.orderhub import (
     utc_seconds,
     xml_safe,
 )
+from app.documents.model import Contact, DocumentInvalid, PoLine, PurchaseOrderDoc
 
 FORMAT = "cxml"
 CXML_VERSION = "1.2.050"

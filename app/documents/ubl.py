@@ -43,6 +43,7 @@ from typing import Final
 
 from lxml import etree
 
+from app.documents.common import parse_untrusted, present
 from app.documents.model import (
     Contact,
     DocumentInvalid,
@@ -137,7 +138,7 @@ def _order_cancellation(doc: PurchaseOrderDoc) -> etree._Element:
     root = _root(ORDER_CANCELLATION_NS, "OrderCancellation")
     _header(root, doc, _version_id(doc))
     # CancellationNote is required; the notes, when there are any, say why.
-    _add(root, CBC, "CancellationNote", _present(doc.notes) or DEFAULT_CANCELLATION_NOTE)
+    _add(root, CBC, "CancellationNote", present(doc.notes) or DEFAULT_CANCELLATION_NOTE)
     _order_reference(root, doc)
     _parties(root, doc)
     return root
@@ -198,16 +199,16 @@ def _delivery(root: etree._Element, ship_to: PostalAddress | None, contact: Cont
     _optional(address, CBC, "PostalZone", ship_to.postal_code)
     _optional(address, CBC, "CountrySubentity", ship_to.region)
     _optional(address, CBC, "CountrySubentityCode", ship_to.region_code)
-    if _present(ship_to.country_code) or _present(ship_to.country):
+    if present(ship_to.country_code) or present(ship_to.country):
         country = _add(address, CAC, "Country")
         _optional(country, CBC, "IdentificationCode", ship_to.country_code)
         _optional(country, CBC, "Name", ship_to.country)
 
     customer = contact or Contact()
-    party_name = _present(ship_to.company) or _present(ship_to.name) or _present(customer.name)
-    person = _present(ship_to.name) or _present(customer.name)
-    phone = _present(ship_to.phone) or _present(customer.phone)
-    email = _present(customer.email)
+    party_name = present(ship_to.company) or present(ship_to.name) or present(customer.name)
+    person = present(ship_to.name) or present(customer.name)
+    phone = present(ship_to.phone) or present(customer.phone)
+    email = present(customer.email)
     if not (party_name or person or phone or email):
         return
     party = _add(delivery, CAC, "DeliveryParty")
@@ -233,9 +234,9 @@ def _order_line(root: etree._Element, line: PoLine, currency: str, *, in_change:
         _add(price, CBC, "PriceAmount", _amount(line.unit_price), currencyID=currency)
     item = _add(item_line, CAC, "Item")
     _add(item, CBC, "Name", line.title)
-    if _present(line.sku):
+    if present(line.sku):
         _add(_add(item, CAC, "BuyersItemIdentification"), CBC, "ID", line.sku)
-    if _present(line.supplier_sku):
+    if present(line.supplier_sku):
         _add(_add(item, CAC, "SellersItemIdentification"), CBC, "ID", line.supplier_sku)
 
 
@@ -246,13 +247,8 @@ def _amount(value: Decimal) -> str:
     return format(value, "f")
 
 
-def _present(text: str | None) -> str | None:
-    """The text, or None when it is missing or blank (blank elements help no supplier)."""
-    return text if text is not None and text.strip() else None
-
-
 def _optional(parent: etree._Element, namespace: str, name: str, text: str | None) -> None:
-    if _present(text) is not None:
+    if present(text) is not None:
         _add(parent, namespace, name, text)
 
 
@@ -273,17 +269,9 @@ def _add(
 
 def validate_ubl(xml: bytes) -> None:
     """Check `xml` against the official UBL 2.1 schema of its root element."""
-    parser = etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
-    )
-    try:
-        root = etree.fromstring(xml, parser)
-    except etree.XMLSyntaxError as exc:
-        raise DocumentInvalid(FORMAT, f"not well-formed XML: {exc}") from exc
-    tree = root.getroottree()
     # OrderHub never writes a DTD; one here could only smuggle entities past the schema.
-    if tree.docinfo.internalDTD is not None or tree.docinfo.doctype:
-        raise DocumentInvalid(FORMAT, "a UBL document must not have a DOCTYPE")
+    root = parse_untrusted(xml, FORMAT, doctype_allowed=None)
+    tree = root.getroottree()
     filename = _SCHEMA_FILES.get(root.tag)
     if filename is None:
         raise DocumentInvalid(
