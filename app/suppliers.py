@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import ssl
 import tomllib
 import unicodedata
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ FORMATS = ("orderhub", "cxml", "ubl")
 SCHEMES = ("sftp", "ftps", "file")
 KEYS = frozenset({
     "name", "transport", "password_env", "key_file", "host_key", "format", "shipments_path",
-    "stock_feed", "sku_prefixes", "vendors", "skus", "sku_file", "default",
+    "stock_feed", "sku_prefixes", "vendors", "skus", "sku_file", "default", "ca_file",
 })
 HOST_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
                   "ecdsa-sha2-nistp521", "rsa-sha2-256", "rsa-sha2-512")
@@ -45,6 +46,7 @@ class Supplier:
     password_env: str | None = None
     key_file: str | None = None
     host_key: str | None = None
+    ca_file: str | None = None             # ftps:// only; resolved against the suppliers file
     shipments_path: str | None = None
     stock_feed: str | None = None
     sku_prefixes: tuple[str, ...] = ()
@@ -147,6 +149,7 @@ def _supplier(key: str, table: Any, env: Mapping[str, str], base: Path) -> Suppl
         password_env=text("password_env"),
         key_file=text("key_file"),
         host_key=text("host_key"),
+        ca_file=_ca_file(where, text("ca_file"), base),
         shipments_path=text("shipments_path"),
         stock_feed=text("stock_feed"),
         sku_prefixes=tuple(p for p in (normalize_sku(p) for p in strings("sku_prefixes")) if p),
@@ -172,11 +175,27 @@ def _skus(where: str, listed: tuple[str, ...], sku_file: str | None, base: Path)
     return skus
 
 
+def _ca_file(where: str, ca_file: str | None, base: Path) -> str | None:
+    if ca_file is None:
+        return None
+    path = Path(ca_file) if os.path.isabs(ca_file) else base / ca_file
+    if not path.exists():
+        raise ConfigError(f"{where}.ca_file", f"{path} does not exist")
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{where}.ca_file",
+                          f"{path} is not a PEM certificate file ({exc})") from None
+    return str(path)
+
+
 def _check_transport(where: str, s: Supplier, env: Mapping[str, str]) -> None:
     url = urlsplit(s.transport)
     if url.scheme not in SCHEMES:
         raise ConfigError(f"{where}.transport",
                           f"{s.transport!r}: scheme must be one of sftp://, ftps://, file://")
+    if s.ca_file and url.scheme != "ftps":
+        raise ConfigError(f"{where}.ca_file", "only used by ftps:// (a certificate to trust)")
     if url.scheme == "file":
         if not url.path:
             raise ConfigError(f"{where}.transport", "file:// needs a folder path")
@@ -208,4 +227,5 @@ def _check_transport(where: str, s: Supplier, env: Mapping[str, str]) -> None:
             raise ConfigError(f"{where}.host_key",
                               "must look like 'ssh-ed25519 AAAA...' (key type, then base64 key)")
     if url.scheme == "ftps" and not s.password_env:
-        raise ConfigError(f"{where}.password_env", "ftps:// needs password_env")
+        raise ConfigError(f"{where}.password_env",
+                          "ftps:// needs password_env (FTPS logs in with a password)")

@@ -1,7 +1,7 @@
-"""A supplier's file server behind one protocol: SFTP, a local folder (FTPS later).
+"""A supplier's file server behind one protocol: SFTP, FTPS (explicit TLS), a local folder.
 
 `transport_for` picks the adapter from the supplier's `transport` URL. Importing this package
-opens nothing; an SFTP connection is opened on first use.
+opens nothing; an SFTP or FTPS connection is opened on first use.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from app.transports.base import (
     TransportError,
     UploadResult,
 )
+from app.transports.ftps import FtpsTransport
 from app.transports.local import LocalFolderTransport
 from app.transports.sftp import SftpTransport
 
 __all__ = [
-    "DEFAULT_TEMP_SUFFIX", "AtomicFolderTransport", "LocalFolderTransport", "SftpTransport",
+    "DEFAULT_TEMP_SUFFIX", "AtomicFolderTransport", "FtpsTransport", "LocalFolderTransport",
+    "SftpTransport",
     "Transport", "TransportError", "UploadResult", "transport_for",
 ]
 
@@ -42,7 +44,12 @@ def transport_for(supplier: Supplier, *, password: str | None,
             folder=unquote(url.path) or ".", host_key=supplier.host_key, password=password,
             key_file=supplier.key_file, temp_suffix=temp_suffix)
     if url.scheme == "ftps":
-        raise NotImplementedError(
-            f"suppliers.{supplier.key}: ftps:// is not implemented yet (FTPS is left for "
-            "later); use sftp:// or file:// for now")
+        if not url.hostname or not url.username:
+            raise ValueError(f"suppliers.{supplier.key}.transport: ftps:// needs user@host")
+        if password is None:
+            raise ValueError(f"suppliers.{supplier.key}.password_env: required for ftps://")
+        return FtpsTransport(
+            host=url.hostname, port=url.port or 21, username=unquote(url.username),
+            folder=unquote(url.path), password=password, ca_file=supplier.ca_file,
+            temp_suffix=temp_suffix)
     raise ValueError(f"suppliers.{supplier.key}.transport: unknown scheme {url.scheme!r}")

@@ -8,6 +8,7 @@ import pytest
 
 from app.errors import ConfigError
 from app.suppliers import load_suppliers
+from tests.tls_certs import write_self_signed
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 ENV = {"AGRIEST_SFTP_PASSWORD": "s3cret-password"}
@@ -102,3 +103,36 @@ def test_the_documented_example_loads() -> None:
     book = load_suppliers(str(example), ENV, required=True)
     assert [s.key for s in book.suppliers] == ["agriest", "greensoil"]
     assert book.default is not None and book.default.key == "greensoil"
+
+
+FTPS = '[suppliers.a]\ntransport = "ftps://u@h.example/in"\npassword_env = "P"\n'
+
+
+def test_ftps_ca_file_is_found_next_to_the_suppliers_file(tmp_path: Path) -> None:
+    cert, _key = write_self_signed(tmp_path, "acme")
+    book = load_suppliers(write(tmp_path, FTPS + f'ca_file = "{cert.name}"\n'), {"P": "x"},
+                          required=True)
+    assert book.by_key["a"].ca_file == str(tmp_path / cert.name)
+
+
+@pytest.mark.parametrize(
+    ("table", "content", "words"),
+    [
+        (FTPS, None, "does not exist"),
+        (FTPS, b"not a certificate", "is not a PEM certificate file"),
+        (f'[suppliers.a]\ntransport = "sftp://u@h.example/in"\npassword_env = "P"\n'
+         f'host_key = "{HOST_KEY}"\n', "cert", "only used by ftps://"),
+        ('[suppliers.a]\ntransport = "file:///x"\n', "cert", "only used by ftps://"),
+    ],
+)
+def test_ca_file_mistakes_are_named(tmp_path: Path, table: str, content: bytes | str | None,
+                                    words: str) -> None:
+    if content == "cert":
+        write_self_signed(tmp_path, "ca")
+    elif isinstance(content, bytes):
+        (tmp_path / "ca-cert.pem").write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        load_suppliers(write(tmp_path, table + 'ca_file = "ca-cert.pem"\n'), {"P": "x"},
+                       required=True)
+    assert caught.value.name == "suppliers.a.ca_file"
+    assert words in str(caught.value)
