@@ -11,6 +11,7 @@ from flask import Flask, Response, jsonify
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from app.alerts import Alerter
 from app.channels.base import Channel
 from app.config import Settings, load_settings, load_settings_from_environment
 from app.db import Database
@@ -46,7 +47,8 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
         accept_test_orders=settings.accept_test_orders,
     )
     app.extensions[EXTENSION_KEY] = Hub(
-        settings=settings, db=database, channels=build_channels(settings), purchasing=purchasing
+        settings=settings, db=database, channels=build_channels(settings), purchasing=purchasing,
+        env=env, alerts=Alerter(settings.alerts),
     )
 
     from app import api, cli, health, webhooks

@@ -3,18 +3,26 @@ non-zero when that service failed."""
 
 from __future__ import annotations
 
+import logging
+import signal
 import sys
+import threading
 import uuid
+from datetime import timedelta
+from types import FrameType
 from typing import TextIO
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
+from app.dispatch import CircuitBreaker, Dispatcher, ResendRefused, default_transports
+from app.dispatch import resend_purchase_order as resend_po
 from app.errors import NotFound
-from app.hub import hub
+from app.hub import Hub, hub
 from app.intake import Outcome, replay_event
 from app.models import Order
+from app.outbox import RetryPolicy
 from app.purchasing import find_purchase_order, route_order
 from app.skumap import import_sku_rows, parse_sku_csv
 from app.types import utcnow
@@ -25,9 +33,53 @@ suppliers_cli = AppGroup("suppliers", help="Suppliers and the SKU map.")
 po_cli = AppGroup("po", help="Purchase orders.")
 
 
+log = logging.getLogger(__name__)
+
+
 def register(app: Flask) -> None:
     for group in (db_cli, orders_cli, suppliers_cli, po_cli):
         app.cli.add_command(group)
+    app.cli.add_command(dispatch)
+
+
+@click.command("dispatch")
+@with_appcontext
+@click.option("--once", is_flag=True,
+              help="Send what is due now and exit (non-zero if anything failed).")
+def dispatch(once: bool) -> None:
+    """Send queued purchase orders to suppliers: loop until stopped, or drain once."""
+    dispatcher = build_dispatcher(hub())
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("dispatcher stopping (signal %d): finishing the files in flight", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if not once:
+        log.info("dispatcher %s running: %d supplier(s) at a time, polling every %ss",
+                 dispatcher.owner, dispatcher.threads, dispatcher.poll_seconds)
+    stats = dispatcher.run(once=once, stop=stop)
+    click.echo(f"dispatch: {stats.summary()}")
+    if once and stats.failed:
+        sys.exit(1)
+
+
+def build_dispatcher(services: Hub) -> Dispatcher:
+    """A dispatcher configured from the app's settings and suppliers."""
+    settings = services.settings
+    return Dispatcher(
+        db=services.db, purchasing=services.purchasing,
+        policy=RetryPolicy(base_seconds=settings.retry_base_seconds,
+                           cap_seconds=settings.retry_cap_seconds,
+                           give_up_after=timedelta(hours=settings.give_up_hours),
+                           lease_seconds=settings.lease_seconds),
+        transports=default_transports(services.env), alerts=services.alerts,
+        threads=settings.dispatch_threads, batch=settings.dispatch_batch,
+        poll_seconds=settings.dispatch_poll_seconds,
+        breaker=CircuitBreaker(failures=settings.breaker_failures,
+                               cooldown=settings.breaker_cooldown_seconds))
 
 
 @db_cli.command("upgrade")
@@ -141,3 +193,23 @@ def po_show(po_id: str) -> None:
             click.echo(f"error: {po.error}")
         if po.document:
             click.echo(po.document.decode("utf-8"))
+
+
+@po_cli.command("resend")
+@click.argument("po_id")
+def po_resend(po_id: str) -> None:
+    """Queue PO_ID again: a dead one under its own name, a sent one under a new name."""
+    services = hub()
+    with services.db.session() as session:
+        po = find_purchase_order(session, po_id)
+        if po is None:
+            click.echo(f"error: no purchase order {po_id}", err=True)
+            sys.exit(2)
+        try:
+            name = resend_po(session, po, now=utcnow())
+        except ResendRefused as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        session.commit()
+        click.echo(f"purchase order {po.po_number} v{po.version} queued for {po.supplier} "
+                   f"as {name}")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.alerts import AlertSettings, alert_settings_from_env
 from app.db import normalize_url
 from app.errors import ConfigError
 
@@ -41,6 +42,16 @@ class Settings:
     accept_test_orders: bool = False
     seller_id: str = "orderhub"
     seller_name: str = "OrderHub seller"
+    dispatch_threads: int = 4               # suppliers served at once by one dispatcher
+    dispatch_batch: int = 50                # jobs claimed at a time for one supplier
+    dispatch_poll_seconds: float = 0.5      # how soon an idle dispatcher sees new work
+    retry_base_seconds: float = 60.0
+    retry_cap_seconds: float = 3600.0
+    give_up_hours: float = 24.0
+    lease_seconds: float = 300.0
+    breaker_failures: int = 3
+    breaker_cooldown_seconds: float = 30.0
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     def __repr__(self) -> str:  # never print secrets, even in a traceback
         url = make_url(self.database_url).render_as_string(hide_password=True)
@@ -84,6 +95,16 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         log_level=log_level,
         shopify_webhook_secrets=secrets,
         shopify_shop_domain=_optional(env, "SHOPIFY_SHOP_DOMAIN"),
+        dispatch_threads=_positive_int(env, "DISPATCH_THREADS", 4),
+        dispatch_batch=_positive_int(env, "DISPATCH_BATCH", 50),
+        dispatch_poll_seconds=_positive_float(env, "DISPATCH_POLL_SECONDS", 0.5),
+        retry_base_seconds=_positive_float(env, "DISPATCH_RETRY_BASE_SECONDS", 60.0),
+        retry_cap_seconds=_positive_float(env, "DISPATCH_RETRY_CAP_SECONDS", 3600.0),
+        give_up_hours=_positive_float(env, "DISPATCH_GIVE_UP_HOURS", 24.0),
+        lease_seconds=_positive_float(env, "DISPATCH_LEASE_SECONDS", 300.0),
+        breaker_failures=_positive_int(env, "DISPATCH_BREAKER_FAILURES", 3),
+        breaker_cooldown_seconds=_positive_float(env, "DISPATCH_BREAKER_COOLDOWN_SECONDS", 30.0),
+        alerts=alert_settings_from_env(env),
     )
 
 
@@ -131,6 +152,19 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(name, f"{raw!r} is not a whole number") from None
     if value <= 0:
         raise ConfigError(name, f"must be greater than zero, got {value}")
+    return value
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _optional(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"{raw!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(name, f"must be a number greater than zero, got {raw}")
     return value
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from flask import current_app
 
+from app.alerts import Alerter, AlertSettings, AlertSink
 from app.channels.base import Channel
 from app.config import Settings
 from app.db import Database
@@ -20,6 +22,8 @@ class Hub:
     db: Database
     channels: dict[str, Channel]
     purchasing: Purchasing
+    alerts: AlertSink = field(default_factory=lambda: Alerter(AlertSettings()))
+    env: Mapping[str, str] = field(default_factory=dict)  # where secrets are read from
 
 
 def hub() -> Hub:

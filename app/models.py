@@ -62,8 +62,20 @@ class LineRouting:
 class PoStatus:
     PENDING = "pending"        # rendered and valid, waiting to be sent
     SENT = "sent"
-    FAILED = "failed"          # the document failed validation: a bug, never sent
+    FAILED = "failed"          # the document failed validation, or its upload went dead
     WITHDRAWN = "withdrawn"    # cancelled before it was sent
+
+
+class JobStatus:
+    PENDING = "pending"        # waiting for `next_attempt_at`
+    RUNNING = "running"        # claimed by a dispatcher until `lease_until`
+    DONE = "done"
+    DEAD = "dead"              # gave up: a permanent error, or retried for too long
+    CANCELLED = "cancelled"    # nothing left to do (the purchase order was withdrawn)
+
+
+class JobKind:
+    SEND_PO = "send_po"
 
 
 class WebhookEvent(Base):
@@ -214,3 +226,30 @@ class PurchaseOrder(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None]
+
+
+class OutboxJob(Base):
+    """Work to do after a commit (upload a purchase order, ...), written in the same
+    transaction as what caused it, claimed by dispatchers with a lease."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_target", "target"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(64))    # e.g. the purchase order's id
+    lane: Mapped[str] = mapped_column(String(64))      # e.g. the supplier: one connection each
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    first_attempt_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None]                # kind-specific, e.g. a resend's file name
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None]

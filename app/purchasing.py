@@ -1,8 +1,9 @@
 """Turning an accepted order into purchase orders: route its lines, then keep one purchase order
 per (order, supplier) in step with the order, version by version.
 
-Runs inside the caller's transaction (the webhook's, or `orders reroute`'s), so an order and its
-purchase orders are committed together or not at all. Nothing is sent from here.
+Runs inside the caller's transaction (the webhook's, or `orders reroute`'s), so an order, its
+purchase orders and the outbox jobs that will send them are committed together or not at all.
+Nothing is sent from here.
 
 Versions: while a purchase order is unsent, an order update replaces its document in place;
 once sent, a change makes a new version (a change document that lists removed lines with
@@ -40,12 +41,14 @@ from app.documents.model import (
     PurchaseOrderDoc,
 )
 from app.models import (
+    JobKind,
     LineRouting,
     Order,
     OrderStatus,
     PoStatus,
     PurchaseOrder,
 )
+from app.outbox import insert_jobs, job_row
 from app.routing import SkuCandidate, route_line
 from app.suppliers import SupplierBook, normalize_sku
 from app.types import new_id
@@ -120,6 +123,13 @@ def route_order(
     for po in writes:
         if not po.is_new:
             conn.execute(sql.update_po, {**po.row, "_id": po.id})
+    # A version that has just become sendable gets its upload job; one that was pending already
+    # has one (a dispatcher reads the document when it sends, so a replaced one goes out).
+    insert_jobs(session, [
+        job_row(kind=JobKind.SEND_PO, target=str(po.id), lane=po.supplier, now=now)
+        for po in writes
+        if po.row.get("status") == PoStatus.PENDING and (po.is_new or po.status != PoStatus.PENDING)
+    ])
 
     result.unrouted = sum(1 for line in lines
                           if line.routing == LineRouting.NEEDS_MAPPING and line.quantity > 0)

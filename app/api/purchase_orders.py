@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from app.api import BadRequest, bp
 from app.api.orders import _limit
+from app.dispatch import ResendRefused, resend_purchase_order
 from app.hub import hub
 from app.models import Order, PurchaseOrder
 from app.purchasing import route_order
@@ -59,6 +60,21 @@ def get_purchase_order_document(po_id: str) -> Response | tuple[Response, int]:
         response = Response(po.document, mimetype="application/xml")
         response.headers["Content-Disposition"] = f'inline; filename="{po.file_name}"'
         return response
+
+
+@bp.post("/purchase-orders/<po_id>/resend")
+def resend(po_id: str) -> tuple[Response, int]:
+    """Queue a dead purchase order again, or a sent one under a new file name."""
+    with hub().db.session() as session:
+        po = session.get(PurchaseOrder, _uuid_or_404(po_id))
+        if po is None:
+            return jsonify(error=f"purchase order {po_id} not found"), 404
+        try:
+            name = resend_purchase_order(session, po, now=utcnow())
+        except ResendRefused as exc:
+            return jsonify(error=str(exc)), 409
+        session.commit()
+        return jsonify(id=str(po.id), status=po.status, file_name=name, queued=True), 202
 
 
 @bp.post("/orders/<order_id>/reroute")

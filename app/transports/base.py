@@ -21,12 +21,14 @@ DEFAULT_TEMP_SUFFIX = ".tmp"
 
 
 class TransportError(OrderHubError):
-    """A file-server operation failed; `retryable` says whether trying again later can help."""
+    """A file-server operation failed; `retryable` says whether trying again later can help,
+    `file_specific` whether other files could still go (otherwise the server or folder is)."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, file_specific: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
+        self.file_specific = file_specific
 
     def __str__(self) -> str:
         kind = "retryable" if self.retryable else "not retryable"
@@ -113,7 +115,7 @@ class AtomicFolderTransport(Transport):
         raise TransportError(
             f"{name} already exists in {self.where} with different content "
             f"({size} bytes there, {len(data)} bytes to send): refusing to overwrite a "
-            "supplier's file", retryable=False)
+            "supplier's file", retryable=False, file_specific=True)
 
     def _check_name(self, name: str) -> None:
         if (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name

@@ -1,0 +1,452 @@
+"""The dispatcher: takes due outbox jobs and does them, one supplier ("lane") per thread.
+
+A lane's jobs are claimed in batches and sent over one connection. For each purchase order:
+read the document, upload it atomically, then commit "sent" and "done" together. A crash between
+the upload and the commit leaves the job `running`; when its lease ends it is claimed again, the
+file is found on the server with the same bytes, and it counts as sent: never uploaded twice.
+
+Errors: a retryable one (server down, timeout) reschedules the rest of the batch with backoff and
+feeds the lane's circuit breaker; a permanent one (auth refused, host key changed, folder not
+writable) buries the rest of the batch at once; a file-specific one (the name holds other bytes)
+buries that job only. Every burial raises an alert, and its purchase order becomes `failed`
+with the reason, so `po resend` or `orders reroute` can take it up again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.orm import Session
+
+from app import outbox
+from app.alerts import Alerter, AlertSettings, AlertSink
+from app.db import Database
+from app.errors import OrderHubError
+from app.metrics import DISPATCH_JOBS, DISPATCH_SECONDS
+from app.models import JobKind, Order, OrderStatus, OutboxJob, PoStatus, PurchaseOrder
+from app.outbox import Job, RetryPolicy
+from app.purchasing import Purchasing, route_order
+from app.suppliers import Supplier, SupplierBook
+from app.transports import Transport, TransportError, transport_for
+from app.types import utcnow
+
+log = logging.getLogger(__name__)
+
+
+TransportFactory = Callable[[Supplier], Transport]
+
+
+def default_transports(env: Mapping[str, str]) -> TransportFactory:
+    """Transports as `suppliers.toml` describes them, passwords from `env`."""
+    def build(supplier: Supplier) -> Transport:
+        password = env.get(supplier.password_env) if supplier.password_env else None
+        return transport_for(supplier, password=password)
+    return build
+
+
+class CircuitBreaker:
+    """Per lane: after `failures` failed attempts in a row, stop trying for a cooldown that
+    doubles with each further failure (up to `cap`), so a supplier that is down is not
+    hammered while the other lanes keep flowing. In memory, per dispatcher."""
+
+    def __init__(self, *, failures: int = 3, cooldown: float = 30.0, cap: float = 900.0) -> None:
+        self.failures, self.cooldown, self.cap = failures, cooldown, cap
+        self._count: dict[str, int] = {}
+        self._open_until: dict[str, datetime] = {}
+        self._lock = threading.Lock()
+
+    def record_success(self, lane: str) -> None:
+        with self._lock:
+            self._count.pop(lane, None)
+            self._open_until.pop(lane, None)
+
+    def record_failure(self, lane: str, now: datetime) -> datetime | None:
+        """Count a failure; returns until when the circuit is open, if it is."""
+        with self._lock:
+            count = self._count.get(lane, 0) + 1
+            self._count[lane] = count
+            if count < self.failures:
+                return None
+            wait_s = min(self.cap, self.cooldown * 2.0 ** (count - self.failures))
+            until = now + timedelta(seconds=wait_s)
+            self._open_until[lane] = until
+            return until
+
+    def open_lanes(self, now: datetime) -> set[str]:
+        with self._lock:
+            return {lane for lane, until in self._open_until.items() if until > now}
+
+
+@dataclass
+class RunStats:
+    """What one dispatcher run did, job by job."""
+
+    sent: int = 0
+    already_present: int = 0
+    retried: int = 0
+    dead: int = 0
+    cancelled: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + n)
+
+    @property
+    def failed(self) -> int:
+        return self.retried + self.dead
+
+    def summary(self) -> str:
+        return (f"{self.sent} sent, {self.already_present} already on the server, "
+                f"{self.retried} to retry, {self.dead} dead, {self.cancelled} cancelled")
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """A purchase-order version as it was read before its upload."""
+
+    id: uuid.UUID
+    order_id: uuid.UUID
+    status: str
+    po_number: str
+    version: int
+    action: str
+    file_name: str
+    document: bytes | None
+    sha256: str | None
+    content_key: str
+    payload_id: str
+    lines: list[dict[str, Any]]
+    created_at: datetime
+
+
+class _LaneBroken(OrderHubError):
+    """The rest of a lane's batch cannot go now (the error is not one file's fault)."""
+
+    def __init__(self, error: TransportError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class Dispatcher:
+    """Drains the outbox. `run()` loops (or drains what is due, with `once=True`)."""
+
+    def __init__(self, *, db: Database, purchasing: Purchasing, policy: RetryPolicy,
+                 transports: TransportFactory, alerts: AlertSink | None = None,
+                 threads: int = 4, batch: int = 50, poll_seconds: float = 0.5,
+                 breaker: CircuitBreaker | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.db = db
+        self.purchasing = purchasing
+        self.book: SupplierBook = purchasing.book
+        self.policy = policy
+        self.transports = transports
+        self.alerts: AlertSink = alerts or Alerter(AlertSettings())
+        self.threads = threads
+        self.batch = batch
+        self.poll_seconds = poll_seconds
+        self.breaker = breaker or CircuitBreaker()
+        self.clock = clock
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    # ------------------------------------------------------------ the loop
+
+    def run(self, *, once: bool = False, stop: threading.Event | None = None) -> RunStats:
+        """Work until `stop` is set (or, with `once`, until nothing is due)."""
+        stop = stop or threading.Event()
+        stats = RunStats()
+        busy: dict[str, Future[None]] = {}
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="dispatch") as pool:
+            while True:
+                for lane, future in list(busy.items()):
+                    if future.done():
+                        del busy[lane]
+                        if future.exception() is not None:
+                            log.error("lane %s stopped on an unexpected error",
+                                      lane, exc_info=future.exception())
+                if stop.is_set():
+                    wait(list(busy.values()))
+                    break
+                lanes: list[str] = []
+                free = self.threads - len(busy)
+                if free > 0:
+                    now = self.clock()
+                    with self.db.read_session() as session:
+                        lanes = outbox.due_lanes(
+                            session, now=now, limit=free,
+                            exclude=set(busy) | self.breaker.open_lanes(now))
+                    for lane in lanes:
+                        busy[lane] = pool.submit(self._work_lane, lane, stats, stop)
+                if once and not busy and not lanes:
+                    break
+                if busy:
+                    wait(list(busy.values()), timeout=self.poll_seconds,
+                         return_when=FIRST_COMPLETED)
+                else:
+                    stop.wait(self.poll_seconds)
+        return stats
+
+    def _work_lane(self, lane: str, stats: RunStats, stop: threading.Event) -> None:
+        """Claim and send this lane's due jobs, batch after batch, on one connection."""
+        transport: Transport | None = None
+        try:
+            while not stop.is_set():
+                now = self.clock()
+                if lane in self.breaker.open_lanes(now):
+                    return
+                with self.db.session() as session:
+                    jobs = outbox.claim_due_jobs(session, owner=self.owner, now=now,
+                                                 policy=self.policy, lane=lane,
+                                                 limit=self.batch)
+                    session.commit()
+                if not jobs:
+                    return
+                if transport is None:
+                    transport = self._transport(lane, jobs, stats)
+                    if transport is None:
+                        return
+                self._send_batch(transport, jobs, stats, stop)
+        finally:
+            if transport is not None:
+                transport.close()
+
+    def _transport(self, lane: str, jobs: list[Job], stats: RunStats) -> Transport | None:
+        supplier = self.book.get(lane)
+        try:
+            if supplier is None:
+                raise TransportError(f"supplier {lane!r} is not in the suppliers file",
+                                     retryable=False)
+            return self.transports(supplier)
+        except (TransportError, ValueError, NotImplementedError) as exc:
+            error = exc if isinstance(exc, TransportError) else TransportError(
+                str(exc), retryable=False)
+            self._lane_failed(lane, jobs, error, stats)
+            return None
+
+    # ------------------------------------------------------------ one batch
+
+    def _send_batch(self, transport: Transport, jobs: list[Job], stats: RunStats,
+                    stop: threading.Event) -> None:
+        with self.db.read_session() as session:
+            snapshots = _snapshots(session, [j.target for j in jobs])
+        for i, job in enumerate(jobs):
+            if stop.is_set():
+                with self.db.session() as session:
+                    outbox.release(session, [j.id for j in jobs[i:]], now=self.clock())
+                    session.commit()
+                return
+            try:
+                self._send_one(transport, job, snapshots.get(job.target), stats)
+            except _LaneBroken as broken:
+                self._lane_failed(job.lane, jobs[i:], broken.error, stats)
+                return
+        self.breaker.record_success(jobs[0].lane)
+
+    def _send_one(self, transport: Transport, job: Job, po: _Snapshot | None,
+                  stats: RunStats) -> None:
+        resend = (job.data or {}).get("file_name")
+        reason = _nothing_to_send(job, po, resend)
+        if reason is not None or po is None:
+            with self.db.session() as session:
+                outbox.cancel(session, job.id, now=self.clock(),
+                              reason=reason or "purchase order not found")
+                session.commit()
+            stats.add("cancelled")
+            DISPATCH_JOBS.labels(job.kind, "cancelled").inc()
+            log.info("job %s for purchase order %s: nothing to send (%s)", job.id,
+                     job.target, reason)
+            return
+        assert po.document is not None and po.sha256 is not None
+        name = resend or po.file_name
+        try:
+            result = transport.upload_atomic(name, po.document)
+        except TransportError as exc:
+            if exc.retryable or not exc.file_specific:
+                raise _LaneBroken(exc) from exc
+            self._bury(job.lane, [job], str(exc), stats)
+            return
+        except OSError as exc:  # a transport that let one through: treat as transient
+            raise _LaneBroken(TransportError(f"{type(exc).__name__}: {exc}",
+                                             retryable=True)) from exc
+        now = self.clock()
+        with self.db.session() as session:
+            if resend is None:
+                self._mark_sent(session, po, now)
+            outbox.complete(session, job.id, now=now,
+                            note="already on the server" if result == "already_present" else None)
+            session.commit()
+        stats.add("already_present" if result == "already_present" else "sent")
+        DISPATCH_JOBS.labels(job.kind, result).inc()
+        DISPATCH_SECONDS.observe(max(0.0, (now - po.created_at).total_seconds()))
+        log.info("purchase order %s v%s (%s) to %s: %s as %s (job %s)", po.po_number,
+                 po.version, po.id, job.lane, result, name, job.id)
+
+    def _mark_sent(self, session: Session, po: _Snapshot, now: datetime) -> None:
+        """Record the version as sent, unless it changed while it was being uploaded: then
+        the supplier has the version we read, so that is recorded as sent, and routing runs
+        again to send the difference as a change (or cancel) document."""
+        pos = _po_table()
+        if session.get_bind().dialect.name == "postgresql":
+            # Routing locks the order first; so do we, so the two never deadlock.
+            session.execute(select(Order.id).where(Order.id == po.order_id).with_for_update())
+        marked = session.execute(
+            update(pos).where(pos.c.id == po.id, pos.c.status == PoStatus.PENDING,
+                              pos.c.sha256 == po.sha256)
+            .values(status=PoStatus.SENT, sent_at=now, error=None, updated_at=now))
+        if marked.rowcount == 1:  # type: ignore[attr-defined]
+            return
+        current = session.execute(select(pos.c.status, pos.c.sha256)
+                                  .where(pos.c.id == po.id)).one_or_none()
+        if current is not None and current.status == PoStatus.SENT and (
+                current.sha256 == po.sha256):
+            return  # another dispatcher got there first
+        log.warning("purchase order %s v%s changed while it was being uploaded: recording "
+                    "what was sent and routing the order again", po.po_number, po.version)
+        session.execute(update(pos).where(pos.c.id == po.id).values(
+            status=PoStatus.SENT, sent_at=now, error=None, updated_at=now,
+            action=po.action, document=po.document, sha256=po.sha256,
+            content_key=po.content_key, payload_id=po.payload_id, lines=po.lines))
+        route_order(session, order_id=po.order_id, purchasing=self.purchasing, now=now)
+
+    # ------------------------------------------------------------ failures
+
+    def _lane_failed(self, lane: str, jobs: list[Job], error: TransportError,
+                     stats: RunStats) -> None:
+        if not error.retryable:
+            self._bury(lane, jobs, str(error), stats)
+            self.breaker.record_failure(lane, self.clock())
+            return
+        now = self.clock()
+        dead: list[Job] = []
+        with self.db.session() as session:
+            for job in jobs:
+                due = outbox.retry_later(session, job, now=now, error=str(error),
+                                         policy=self.policy)
+                if due is None:
+                    dead.append(job)
+            session.commit()
+        retried = len(jobs) - len(dead)
+        stats.add("retried", retried)
+        DISPATCH_JOBS.labels(JobKind.SEND_PO, "retry").inc(retried)
+        opened = self.breaker.record_failure(lane, now)
+        log.warning("supplier %s: %s; %d job(s) will be retried%s", lane, error, retried,
+                    f", circuit open until {opened.isoformat(timespec='seconds')}"
+                    if opened else "")
+        if dead:
+            # retry_later already buried these; mark their purchase orders and alert.
+            self._bury(lane, dead, f"gave up after retrying: {error}", stats, buried=True)
+
+    def _bury(self, lane: str, jobs: list[Job], error: str, stats: RunStats, *,
+              buried: bool = False) -> None:
+        now = self.clock()
+        pos = _po_table()
+        po_ids = [uuid.UUID(j.target) for j in jobs if j.kind == JobKind.SEND_PO
+                  and not (j.data or {}).get("file_name")]
+        with self.db.session() as session:
+            if not buried:
+                outbox.bury(session, [j.id for j in jobs], now=now, error=error)
+            if po_ids:
+                session.execute(update(pos).where(pos.c.id.in_(po_ids),
+                                                  pos.c.status == PoStatus.PENDING)
+                                .values(status=PoStatus.FAILED, error=f"dispatch: {error}",
+                                        updated_at=now))
+                orders = select(pos.c.order_id).where(pos.c.id.in_(po_ids))
+                session.execute(update(Order).where(Order.id.in_(orders),
+                                                    Order.status != OrderStatus.CANCELLED)
+                                .values(status=OrderStatus.NEEDS_ATTENTION, updated_at=now))
+            session.commit()
+        stats.add("dead", len(jobs))
+        DISPATCH_JOBS.labels(JobKind.SEND_PO, "dead").inc(len(jobs))
+        refs = ", ".join(j.target for j in jobs[:20]) + (" ..." if len(jobs) > 20 else "")
+        self.alerts.alert(
+            f"{len(jobs)} purchase order(s) to {lane} could not be sent",
+            f"Supplier: {lane}\nError: {error}\nPurchase orders: {refs}\n\n"
+            "Nothing more will be tried for them. Fix the cause, then run "
+            "`flask --app wsgi po resend PO_ID` (or POST /api/purchase-orders/PO_ID/resend).",
+            kind="dispatch_dead", ref=jobs[0].target if len(jobs) == 1 else lane)
+
+
+def _snapshots(session: Session, targets: list[str]) -> dict[str, _Snapshot]:
+    ids = []
+    for target in targets:
+        try:
+            ids.append(uuid.UUID(target))
+        except ValueError:
+            continue
+    if not ids:
+        return {}
+    pos = _po_table()
+    fields = [pos.c[name] for name in _Snapshot.__dataclass_fields__]
+    rows = session.execute(select(*fields).where(pos.c.id.in_(ids)))
+    return {str(row.id): _Snapshot(**row._mapping) for row in rows}
+
+
+def _po_table() -> Table:
+    table: Table = PurchaseOrder.__table__  # type: ignore[assignment]
+    return table
+
+
+def _nothing_to_send(job: Job, po: _Snapshot | None, resend: str | None) -> str | None:
+    """Why this job has nothing to upload, or None when it has."""
+    if job.kind != JobKind.SEND_PO:
+        return f"unknown job kind {job.kind!r}"
+    if po is None:
+        return "purchase order not found"
+    if po.document is None:
+        return f"purchase order {po.po_number} has no valid document"
+    if resend is not None:
+        return None if po.status in (PoStatus.SENT, PoStatus.FAILED) else (
+            f"purchase order is {po.status}")
+    if po.status == PoStatus.SENT:
+        return "already sent"
+    if po.status != PoStatus.PENDING:
+        return f"purchase order is {po.status}"
+    return None
+
+
+def open_jobs_for(session: Session, target: str) -> list[OutboxJob]:
+    """A purchase order's waiting or running jobs."""
+    return list(session.execute(select(OutboxJob).where(
+        OutboxJob.target == target, OutboxJob.status.in_(outbox.OPEN))).scalars())
+
+
+def resend_purchase_order(session: Session, po: PurchaseOrder, *, now: datetime) -> str:
+    """Queue a purchase order again. A `sent` one is uploaded under a new name (`_r1`, `_r2`,
+    ...), never over the file the supplier has; a `failed` one (its upload went dead) goes out
+    under its own name. Returns the file name it will have; raises ResendRefused otherwise."""
+    if po.document is None:
+        raise ResendRefused(f"purchase order {po.po_number} v{po.version} has no valid "
+                            f"document ({po.error}); fix the cause and run `orders reroute`")
+    if open_jobs_for(session, str(po.id)):
+        raise ResendRefused(f"purchase order {po.po_number} v{po.version} is already queued")
+    if po.status == PoStatus.FAILED:
+        session.execute(update(PurchaseOrder).where(PurchaseOrder.id == po.id).values(
+            status=PoStatus.PENDING, error=None, updated_at=now))
+        outbox.enqueue(session, kind=JobKind.SEND_PO, target=str(po.id), lane=po.supplier,
+                       now=now)
+        return po.file_name
+    if po.status == PoStatus.SENT:
+        earlier = session.execute(select(OutboxJob.data).where(
+            OutboxJob.target == str(po.id), OutboxJob.kind == JobKind.SEND_PO)).scalars()
+        count = 1 + sum(1 for data in earlier if data and data.get("file_name"))
+        stem, dot, ext = po.file_name.rpartition(".")
+        name = f"{stem}_r{count}.{ext}" if dot else f"{po.file_name}_r{count}"
+        outbox.enqueue(session, kind=JobKind.SEND_PO, target=str(po.id), lane=po.supplier,
+                       now=now, data={"file_name": name, "resend": count})
+        return name
+    raise ResendRefused(f"purchase order {po.po_number} v{po.version} is {po.status}: only a "
+                        "sent or failed purchase order can be resent")
+
+
+class ResendRefused(OrderHubError):
+    """The purchase order cannot be queued again (and why)."""
