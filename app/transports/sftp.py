@@ -12,9 +12,9 @@ import logging
 import posixpath
 import socket
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import paramiko
 
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 # known_hosts lines may name the signature algorithm; the key blob itself is "ssh-rsa".
 _KEY_BLOB_TYPES = {"rsa-sha2-256": "ssh-rsa", "rsa-sha2-512": "ssh-rsa"}
+# The host-key algorithms an RSA key can sign with, best first.
+_RSA_ALGORITHMS = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -49,6 +51,25 @@ def parse_host_key(host_key: str) -> paramiko.PKey:
     except (binascii.Error, paramiko.SSHException, ValueError) as exc:
         raise ValueError(f"host_key {parts[0]} {parts[1][:12]}... is not a valid public key: "
                          f"{exc}") from None
+
+
+def _pinned_algorithms_first(host_key: paramiko.PKey) -> Callable[..., paramiko.Transport]:
+    """A transport factory that asks the server to prove itself with the pinned key's type.
+
+    SSHClient.connect moves only the pinned key's *type* to the front, and an RSA key's type is
+    "ssh-rsa" (SHA-1 signatures), which OpenSSH 8.8 and later no longer offer: the server then
+    signs with its ed25519 key and a correct RSA pin is reported as not matching. So RSA pins
+    put rsa-sha2-512 and rsa-sha2-256 first as well (ssh-rsa still goes first, for old servers).
+    """
+    first = _RSA_ALGORITHMS if isinstance(host_key, paramiko.RSAKey) else (host_key.get_name(),)
+
+    def new_transport(sock: Any, **options: Any) -> paramiko.Transport:
+        transport = paramiko.Transport(sock, **options)
+        security = transport.get_security_options()
+        security.key_types = [*first, *(t for t in security.key_types if t not in first)]
+        return transport
+
+    return new_transport
 
 
 class _RejectUnknownHost(paramiko.RejectPolicy):
@@ -115,11 +136,14 @@ class SftpTransport(AtomicFolderTransport):
                       and not e.filename.endswith(self.temp_suffix))
 
     def close(self) -> None:
-        """Close the SSH connection; the next call opens a new one."""
+        """Close the SSH connection; the next call opens a new one. Never fails."""
         sftp, client = self._sftp, self._client
         self._sftp = self._client = None
         if sftp is not None:
-            sftp.close()
+            # Closing the channel sends a message, which fails if the server just dropped the
+            # connection (and the transport has not noticed yet); there is nothing to close then.
+            with suppress(EOFError, OSError, paramiko.SSHException):
+                sftp.close()
         if client is not None:
             client.close()
 
@@ -154,7 +178,7 @@ class SftpTransport(AtomicFolderTransport):
                 key_filename=self.key_file, sock=sock, timeout=self.connect_timeout,
                 banner_timeout=self.banner_timeout, auth_timeout=self.auth_timeout,
                 channel_timeout=self.operation_timeout, allow_agent=False,
-                look_for_keys=False)
+                look_for_keys=False, transport_factory=_pinned_algorithms_first(self.host_key))
         except BaseException:
             sock.close()
             raise
