@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import ssl
 import tomllib
 import unicodedata
@@ -24,6 +25,7 @@ SCHEMES = ("sftp", "ftps", "file")
 KEYS = frozenset({
     "name", "transport", "password_env", "key_file", "host_key", "format", "shipments_path",
     "stock_feed", "sku_prefixes", "vendors", "skus", "sku_file", "default", "ca_file",
+    "temp_suffix", "direct_upload", "acks_path", "ack_timeout",
 })
 HOST_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
                   "ecdsa-sha2-nistp521", "rsa-sha2-256", "rsa-sha2-512")
@@ -49,6 +51,10 @@ class Supplier:
     ca_file: str | None = None             # ftps:// only; resolved against the suppliers file
     shipments_path: str | None = None
     stock_feed: str | None = None
+    temp_suffix: str = ".tmp"              # uploads go to NAME + temp_suffix, then are renamed
+    direct_upload: bool = False            # write NAME directly (servers that refuse renames)
+    acks_path: str | None = None           # where the supplier puts PO acknowledgements
+    ack_timeout_seconds: float | None = None   # alert when a sent PO is not acknowledged by then
     sku_prefixes: tuple[str, ...] = ()
     vendors: tuple[str, ...] = ()          # casefolded
     skus: frozenset[str] = frozenset()     # from `skus` and `sku_file`, normalized
@@ -141,6 +147,16 @@ def _supplier(key: str, table: Any, env: Mapping[str, str], base: Path) -> Suppl
     default = table.get("default", False)
     if not isinstance(default, bool):
         raise ConfigError(f"{where}.default", "must be true or false")
+    direct_upload = table.get("direct_upload", False)
+    if not isinstance(direct_upload, bool):
+        raise ConfigError(f"{where}.direct_upload", "must be true or false")
+    temp_suffix = text("temp_suffix") or ".tmp"
+    if "/" in temp_suffix or "\\" in temp_suffix:
+        raise ConfigError(f"{where}.temp_suffix", "must be a file-name suffix such as '.tmp'")
+    acks_path = text("acks_path")
+    ack_timeout = text("ack_timeout")
+    if ack_timeout is not None and acks_path is None:
+        raise ConfigError(f"{where}.ack_timeout", "needs acks_path (where acknowledgements arrive)")
     supplier = Supplier(
         key=key,
         name=text("name") or key,
@@ -156,9 +172,26 @@ def _supplier(key: str, table: Any, env: Mapping[str, str], base: Path) -> Suppl
         vendors=tuple(v.casefold() for v in strings("vendors")),
         skus=frozenset(_skus(where, strings("skus"), text("sku_file"), base)),
         default=default,
+        temp_suffix=temp_suffix,
+        direct_upload=direct_upload,
+        acks_path=acks_path,
+        ack_timeout_seconds=(parse_duration(f"{where}.ack_timeout", ack_timeout)
+                             if ack_timeout else None),
     )
     _check_transport(where, supplier, env)
     return supplier
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(name: str, raw: str) -> float:
+    """"90s", "30m", "4h", "2d" -> seconds."""
+    match = _DURATION.match(raw)
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(name, f"{raw!r} is not a duration like '30m', '4h' or '2d'")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 def _skus(where: str, listed: tuple[str, ...], sku_file: str | None, base: Path) -> set[str]:

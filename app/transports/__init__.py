@@ -28,12 +28,18 @@ __all__ = [
 
 
 def transport_for(supplier: Supplier, *, password: str | None,
-                  temp_suffix: str = DEFAULT_TEMP_SUFFIX) -> Transport:
-    """The transport for `supplier.transport`; the caller resolves `password_env` itself."""
+                  folder: str | None = None) -> Transport:
+    """The transport for `supplier.transport`, or for another `folder` on the same server (its
+    `acks_path`, say); the caller resolves `password_env` itself."""
     url = urlsplit(supplier.transport)
+    if folder is not None:
+        relative = url.scheme == "file" and not folder.startswith("/")
+        url = url._replace(path=f"{url.path.rstrip('/')}/{folder}" if relative else folder)
+    temp_suffix, direct = supplier.temp_suffix, supplier.direct_upload
     if url.scheme == "file":
         host = "" if url.netloc in ("", "localhost") else url.netloc
-        return LocalFolderTransport(unquote(host + url.path), temp_suffix=temp_suffix)
+        return LocalFolderTransport(unquote(host + url.path), temp_suffix=temp_suffix,
+                                    direct=direct)
     if url.scheme == "sftp":
         if not url.hostname or not url.username:
             raise ValueError(f"suppliers.{supplier.key}.transport: sftp:// needs user@host")
@@ -42,7 +48,7 @@ def transport_for(supplier: Supplier, *, password: str | None,
         return SftpTransport(
             host=url.hostname, port=url.port or 22, username=unquote(url.username),
             folder=unquote(url.path) or ".", host_key=supplier.host_key, password=password,
-            key_file=supplier.key_file, temp_suffix=temp_suffix)
+            key_file=supplier.key_file, temp_suffix=temp_suffix, direct=direct)
     if url.scheme == "ftps":
         if not url.hostname or not url.username:
             raise ValueError(f"suppliers.{supplier.key}.transport: ftps:// needs user@host")
@@ -51,5 +57,5 @@ def transport_for(supplier: Supplier, *, password: str | None,
         return FtpsTransport(
             host=url.hostname, port=url.port or 21, username=unquote(url.username),
             folder=unquote(url.path), password=password, ca_file=supplier.ca_file,
-            temp_suffix=temp_suffix)
+            temp_suffix=temp_suffix, direct=direct)
     raise ValueError(f"suppliers.{supplier.key}.transport: unknown scheme {url.scheme!r}")

@@ -10,6 +10,9 @@ it is the supplier's file and is never overwritten.
 from __future__ import annotations
 
 import abc
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Literal, Protocol, Self
 
@@ -18,6 +21,7 @@ from app.errors import OrderHubError
 UploadResult = Literal["uploaded", "already_present"]
 
 DEFAULT_TEMP_SUFFIX = ".tmp"
+DEFAULT_MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
 
 
 class TransportError(OrderHubError):
@@ -46,6 +50,23 @@ class Transport(Protocol):
         """Names of the files in the folder, sorted, without our temporary files."""
         ...
 
+    def download(self, name: str, *, max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES) -> bytes:
+        """The whole content of the file `name` (refused when larger than `max_bytes`)."""
+        ...
+
+    def archive(self, name: str, subfolder: str) -> str:
+        """Move `name` into `subfolder` (created if missing), never over a file already there;
+        returns its new path relative to the folder."""
+        ...
+
+    def check_write(self) -> None:
+        """Write, measure and delete a small test file: raises if the folder is not writable."""
+        ...
+
+    def identity(self) -> str | None:
+        """Who the server proved to be (host key or certificate fingerprint), once connected."""
+        ...
+
     def close(self) -> None:
         """Release the connection, if any; the transport may be used again afterwards."""
         ...
@@ -61,10 +82,11 @@ class Transport(Protocol):
 class AtomicFolderTransport(Transport):
     """The upload algorithm once, over five small file operations each adapter provides."""
 
-    def __init__(self, *, temp_suffix: str = DEFAULT_TEMP_SUFFIX) -> None:
+    def __init__(self, *, temp_suffix: str = DEFAULT_TEMP_SUFFIX, direct: bool = False) -> None:
         if not temp_suffix or "/" in temp_suffix:
             raise ValueError(f"temp_suffix {temp_suffix!r} must be a non-empty file-name suffix")
         self.temp_suffix = temp_suffix
+        self.direct = direct   # write the final name at once (servers that refuse renames)
 
     @property
     @abc.abstractmethod
@@ -91,10 +113,84 @@ class AtomicFolderTransport(Transport):
     def _remove(self, name: str) -> None:
         """Delete `name`; a missing file is not an error."""
 
+    @abc.abstractmethod
+    def _make_folder(self, subfolder: str) -> None:
+        """Create `subfolder` of the folder unless it exists."""
+
+    @abc.abstractmethod
+    def _move(self, name: str, target: str) -> None:
+        """Rename `name` to the relative path `target` (which does not exist)."""
+
+    def _prepare(self) -> None:
+        """Whatever the first operation needs (a connection, the folder); idempotent."""
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Map the adapter's failures to TransportError (each adapter knows its own)."""
+        yield
+
+    def identity(self) -> str | None:
+        return None
+
+    def download(self, name: str, *, max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES) -> bytes:
+        """The whole file, checked against its size (a file still being written is refused
+        as retryable: it will be complete later)."""
+        self._check_name(name)
+        with self._errors(f"download {name}"):
+            self._prepare()
+            size = self._size(name)
+            if size is None:
+                raise TransportError(f"{name} is not in {self.where}", retryable=False,
+                                     file_specific=True)
+            if size > max_bytes:
+                raise TransportError(f"{name} in {self.where} is {size} bytes, more than the "
+                                     f"{max_bytes} accepted", retryable=False, file_specific=True)
+            data = self._read(name)
+        if len(data) != size:
+            raise TransportError(f"{name} in {self.where} changed while it was read ({size} "
+                                 f"then {len(data)} bytes)", retryable=True, file_specific=True)
+        return data
+
+    def archive(self, name: str, subfolder: str) -> str:
+        """Move `name` into `subfolder`; a name taken there gets `.1`, `.2`, ... before its
+        extension, so an earlier file with the same name is kept too."""
+        self._check_name(name)
+        if not subfolder or subfolder.startswith("/") or ".." in subfolder.split("/"):
+            raise ValueError(f"{subfolder!r} is not a subfolder name")
+        stem, dot, ext = name.rpartition(".")
+        if not dot or not stem:
+            stem, ext = name, ""
+        with self._errors(f"move {name} to {subfolder}/"):
+            self._prepare()
+            self._make_folder(subfolder)
+            target, n = f"{subfolder}/{name}", 0
+            while self._size(target) is not None:
+                n += 1
+                target = f"{subfolder}/{stem}.{n}{'.' + ext if ext else ''}"
+            self._move(name, target)
+        return target
+
+    def check_write(self) -> None:
+        """Write a small test file under a temporary name, check its size, delete it."""
+        probe = f".orderhub-check-{secrets.token_hex(4)}{self.temp_suffix}"
+        data = b"OrderHub write check; safe to delete.\n"
+        with self._errors("write a test file"):
+            self._prepare()
+            try:
+                self._write(probe, data)
+                size = self._size(probe)
+            finally:
+                self._remove(probe)
+        if size != len(data):
+            raise TransportError(f"a test file written to {self.where} reads back as {size} "
+                                 f"bytes, not {len(data)}", retryable=False)
+
     def upload_atomic(self, name: str, data: bytes) -> UploadResult:
         """Write `name + temp_suffix`, then rename it to `name`; idempotent for equal bytes."""
         self._check_name(name)
         temp = name + self.temp_suffix
+        if self.direct:
+            return self._upload_direct(name, data)
         if self._size(name) is not None:
             return self._settle_existing(name, temp, data)
         # A temp file left by an earlier crash is simply truncated and rewritten.
@@ -104,6 +200,18 @@ class AtomicFolderTransport(Transport):
         except FileExistsError:
             # Someone created `name` between our check and the rename.
             return self._settle_existing(name, temp, data)
+        return "uploaded"
+
+    def _upload_direct(self, name: str, data: bytes) -> UploadResult:
+        """For servers that refuse renames: write `name` itself. A shorter file holding the
+        start of our bytes is our own interrupted upload, and is written again."""
+        size = self._size(name)
+        if size is not None:
+            if size == len(data) and self._read(name) == data:
+                return "already_present"
+            if size >= len(data) or self._read(name) != data[:size]:
+                return self._settle_existing(name, name + self.temp_suffix, data)
+        self._write(name, data)
         return "uploaded"
 
     def _settle_existing(self, name: str, temp: str, data: bytes) -> UploadResult:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import ftplib
+import hashlib
 import io
 import logging
 import socket
@@ -63,8 +64,8 @@ class FtpsTransport(AtomicFolderTransport):
     def __init__(self, *, host: str, port: int = 21, username: str, password: str,
                  folder: str = "", ca_file: str | None = None, connect_timeout: float = 10.0,
                  operation_timeout: float = 30.0,
-                 temp_suffix: str = DEFAULT_TEMP_SUFFIX) -> None:
-        super().__init__(temp_suffix=temp_suffix)
+                 temp_suffix: str = DEFAULT_TEMP_SUFFIX, direct: bool = False) -> None:
+        super().__init__(temp_suffix=temp_suffix, direct=direct)
         self.host = host
         self.port = port
         self.username = username
@@ -282,6 +283,30 @@ class FtpsTransport(AtomicFolderTransport):
         if name in self._entries():
             raise FileExistsError(errno.EEXIST, "target exists", name)
         self._session().rename(temp, name)
+
+    def _prepare(self) -> None:
+        self._connect()
+
+    def _make_folder(self, subfolder: str) -> None:
+        if self._entries().get(subfolder, "missing") in ("dir", None):
+            return
+        self._session().mkd(subfolder)
+
+    def _move(self, name: str, target: str) -> None:
+        self._session().rename(name, target)
+
+    def identity(self) -> str | None:
+        """The TLS version and the SHA-256 fingerprint of the server's certificate."""
+        with self._errors("connect"):
+            self._connect()
+            sock = self._session().sock
+            der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+            version = sock.version() if isinstance(sock, ssl.SSLSocket) else None
+        if der is None:
+            return None
+        digest = hashlib.sha256(der).hexdigest().upper()
+        pairs = ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+        return f"{version} certificate SHA256 {pairs}"
 
     def _remove(self, name: str) -> None:
         try:

@@ -19,8 +19,8 @@ class LocalFolderTransport(AtomicFolderTransport):
     """Files in a local folder, created if missing; the rename is `os.replace`."""
 
     def __init__(self, folder: str | os.PathLike[str], *,
-                 temp_suffix: str = DEFAULT_TEMP_SUFFIX) -> None:
-        super().__init__(temp_suffix=temp_suffix)
+                 temp_suffix: str = DEFAULT_TEMP_SUFFIX, direct: bool = False) -> None:
+        super().__init__(temp_suffix=temp_suffix, direct=direct)
         self.folder = Path(folder)
         self._ready = False
 
@@ -43,6 +43,16 @@ class LocalFolderTransport(AtomicFolderTransport):
         with self._errors(f"upload {name}"):
             self._ensure_folder()
             return super().upload_atomic(name, data)
+
+    def _prepare(self) -> None:
+        self._ensure_folder()
+
+    def _make_folder(self, subfolder: str) -> None:
+        (self.folder / subfolder).mkdir(parents=True, exist_ok=True)
+
+    def _move(self, name: str, target: str) -> None:
+        os.rename(self.folder / name, self.folder / target)
+        self._fsync_folder()
 
     def _ensure_folder(self) -> None:
         # Created lazily, not in __init__: constructing a transport touches nothing.

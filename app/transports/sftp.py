@@ -93,8 +93,8 @@ class SftpTransport(AtomicFolderTransport):
                  connect_timeout: float = 10.0, banner_timeout: float = 10.0,
                  auth_timeout: float = 10.0, operation_timeout: float = 30.0,
                  keepalive_interval: int = 15,
-                 temp_suffix: str = DEFAULT_TEMP_SUFFIX) -> None:
-        super().__init__(temp_suffix=temp_suffix)
+                 temp_suffix: str = DEFAULT_TEMP_SUFFIX, direct: bool = False) -> None:
+        super().__init__(temp_suffix=temp_suffix, direct=direct)
         if password is None and key_file is None:
             raise ValueError("SftpTransport needs a password or a key_file")
         self.host = host
@@ -262,3 +262,23 @@ class SftpTransport(AtomicFolderTransport):
     def _remove(self, name: str) -> None:
         with suppress(FileNotFoundError):
             self._session().remove(self._path(name))
+
+    def _make_folder(self, subfolder: str) -> None:
+        sftp = self._session()
+        try:
+            sftp.stat(self._path(subfolder))
+        except FileNotFoundError:
+            sftp.mkdir(self._path(subfolder))
+
+    def _move(self, name: str, target: str) -> None:
+        # Plain SFTP rename: it refuses to replace an existing file, which is what we want.
+        self._session().rename(self._path(name), self._path(target))
+
+    def identity(self) -> str | None:
+        """The server's host key, as OpenSSH prints it (connects if needed)."""
+        with self._errors("connect"):
+            self._session()
+            assert self._client is not None
+            transport = self._client.get_transport()
+            key = transport.get_remote_server_key() if transport is not None else None
+        return f"{key.get_name()} {fingerprint(key)}" if key is not None else None

@@ -88,6 +88,14 @@ def test_missing_default_file_means_no_suppliers(tmp_path: Path) -> None:
          "suppliers.a.sku_file", "does not exist"),
         ('[suppliers.a\ntransport = "file:///x"\n', {}, "SUPPLIERS_FILE", "not valid TOML"),
         ('[vendors.a]\ntransport = "file:///x"\n', {}, "SUPPLIERS_FILE", "unknown top-level"),
+        ('[suppliers.a]\ntransport = "file:///x"\ntemp_suffix = "/tmp"\n', {},
+         "suppliers.a.temp_suffix", "file-name suffix"),
+        ('[suppliers.a]\ntransport = "file:///x"\ndirect_upload = "yes"\n', {},
+         "suppliers.a.direct_upload", "true or false"),
+        ('[suppliers.a]\ntransport = "file:///x"\nack_timeout = "4h"\n', {},
+         "suppliers.a.ack_timeout", "needs acks_path"),
+        ('[suppliers.a]\ntransport = "file:///x"\nacks_path = "acks"\nack_timeout = "soon"\n',
+         {}, "suppliers.a.ack_timeout", "not a duration"),
     ],
 )
 def test_each_mistake_is_named(tmp_path: Path, text: str, env: dict[str, str], name: str,
@@ -136,3 +144,22 @@ def test_ca_file_mistakes_are_named(tmp_path: Path, table: str, content: bytes |
                        required=True)
     assert caught.value.name == "suppliers.a.ca_file"
     assert words in str(caught.value)
+
+
+def test_upload_and_acknowledgement_settings(tmp_path: Path) -> None:
+    book = load_suppliers(write(tmp_path, """
+[suppliers.a]
+transport = "file:///x"
+temp_suffix = ".part"
+direct_upload = true
+acks_path = "/outbound/acks"
+ack_timeout = "4h"
+
+[suppliers.b]
+transport = "file:///y"
+"""), {}, required=True)
+    a, b = book.by_key["a"], book.by_key["b"]
+    assert (a.temp_suffix, a.direct_upload, a.acks_path, a.ack_timeout_seconds) == (
+        ".part", True, "/outbound/acks", 4 * 3600)
+    assert (b.temp_suffix, b.direct_upload, b.acks_path, b.ack_timeout_seconds) == (
+        ".tmp", False, None, None)
