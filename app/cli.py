@@ -177,6 +177,33 @@ def suppliers_import_skus(csv_file: TextIO) -> None:
     click.echo(f"imported {len(rows)} row(s): {added} added, {updated} updated")
 
 
+@suppliers_cli.command("check")
+@click.argument("name", required=False)
+def suppliers_check(name: str | None) -> None:
+    """Connect to NAME's server (or every supplier's): who it is, write access, its folders."""
+    from app.dispatch import folder_transports
+    from app.supplier_check import check_supplier, describe
+
+    services = hub()
+    book = services.purchasing.book
+    if name is not None and book.get(name) is None:
+        known = ", ".join(s.key for s in book.suppliers) or "none configured"
+        click.echo(f"error: no supplier {name!r} (known: {known})", err=True)
+        sys.exit(2)
+    chosen = [book.by_key[name]] if name else list(book.suppliers)
+    if not chosen:
+        click.echo("no suppliers configured", err=True)
+        sys.exit(2)
+    failed = 0
+    for supplier in chosen:
+        result = check_supplier(supplier, folder_transports(services.env))
+        click.echo("\n".join(describe(result)))
+        failed += not result.ok
+    if failed:
+        click.echo(f"{failed} of {len(chosen)} supplier(s) failed the check", err=True)
+        sys.exit(1)
+
+
 @po_cli.command("show")
 @click.argument("po_id")
 def po_show(po_id: str) -> None:

@@ -48,9 +48,18 @@ TransportFactory = Callable[[Supplier], Transport]
 
 def default_transports(env: Mapping[str, str]) -> TransportFactory:
     """Transports as `suppliers.toml` describes them, passwords from `env`."""
+    folders = folder_transports(env)
+
     def build(supplier: Supplier) -> Transport:
+        return folders(supplier, None)
+    return build
+
+
+def folder_transports(env: Mapping[str, str]) -> Callable[[Supplier, str | None], Transport]:
+    """Like `default_transports`, for any folder of the supplier's server (None: its own)."""
+    def build(supplier: Supplier, folder: str | None) -> Transport:
         password = env.get(supplier.password_env) if supplier.password_env else None
-        return transport_for(supplier, password=password)
+        return transport_for(supplier, password=password, folder=folder)
     return build
 
 

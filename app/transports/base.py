@@ -42,6 +42,11 @@ class TransportError(OrderHubError):
 class Transport(Protocol):
     """A supplier's file folder: upload atomically, list. Not shared between threads."""
 
+    @property
+    def where(self) -> str:
+        """The folder, for messages (never with a secret in it)."""
+        ...
+
     def upload_atomic(self, name: str, data: bytes) -> UploadResult:
         """Store `data` as `name` in the folder, never exposing a partial file."""
         ...

@@ -139,9 +139,9 @@ class _CountingOpens(_NoRenames):
 def test_direct_upload_for_servers_that_refuse_renames(tmp_path: Path) -> None:
     for server in _serve(tmp_path, _NoRenames):
         inbound = server.root / "inbound"
-        with transport_for(_supplier(server), password=PASSWORD) as renaming:
-            with pytest.raises(TransportError, match="permission denied"):
-                renaming.upload_atomic("PO-1.xml", NOTICE)
+        with (transport_for(_supplier(server), password=PASSWORD) as renaming,
+              pytest.raises(TransportError, match="permission denied")):
+            renaming.upload_atomic("PO-1.xml", NOTICE)
         _NoRenames.opened = []
         (inbound / "PO-1.xml.tmp").unlink()
         with transport_for(_supplier(server, direct_upload=True), password=PASSWORD) as direct:
