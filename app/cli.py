@@ -16,7 +16,13 @@ import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
-from app.dispatch import CircuitBreaker, Dispatcher, ResendRefused, default_transports
+from app.dispatch import (
+    CircuitBreaker,
+    Dispatcher,
+    ResendRefused,
+    default_transports,
+    folder_transports,
+)
 from app.dispatch import resend_purchase_order as resend_po
 from app.errors import NotFound
 from app.hub import Hub, hub
@@ -79,7 +85,9 @@ def build_dispatcher(services: Hub) -> Dispatcher:
         threads=settings.dispatch_threads, batch=settings.dispatch_batch,
         poll_seconds=settings.dispatch_poll_seconds,
         breaker=CircuitBreaker(failures=settings.breaker_failures,
-                               cooldown=settings.breaker_cooldown_seconds))
+                               cooldown=settings.breaker_cooldown_seconds),
+        folders=folder_transports(services.env),
+        ack_poll_seconds=settings.ack_poll_seconds)
 
 
 @db_cli.command("upgrade")
@@ -181,7 +189,6 @@ def suppliers_import_skus(csv_file: TextIO) -> None:
 @click.argument("name", required=False)
 def suppliers_check(name: str | None) -> None:
     """Connect to NAME's server (or every supplier's): who it is, write access, its folders."""
-    from app.dispatch import folder_transports
     from app.supplier_check import check_supplier, describe
 
     services = hub()

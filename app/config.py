@@ -51,6 +51,7 @@ class Settings:
     lease_seconds: float = 300.0
     breaker_failures: int = 3
     breaker_cooldown_seconds: float = 30.0
+    ack_poll_seconds: float = 60.0
     alerts: AlertSettings = field(default_factory=AlertSettings)
 
     def __repr__(self) -> str:  # never print secrets, even in a traceback
@@ -104,6 +105,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         lease_seconds=_positive_float(env, "DISPATCH_LEASE_SECONDS", 300.0),
         breaker_failures=_positive_int(env, "DISPATCH_BREAKER_FAILURES", 3),
         breaker_cooldown_seconds=_positive_float(env, "DISPATCH_BREAKER_COOLDOWN_SECONDS", 30.0),
+        ack_poll_seconds=_positive_float(env, "DISPATCH_ACK_POLL_SECONDS", 60.0),
         alerts=alert_settings_from_env(env),
     )
 

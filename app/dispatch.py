@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -41,6 +42,8 @@ from app.transports import Transport, TransportError, transport_for
 from app.types import utcnow
 
 log = logging.getLogger(__name__)
+
+ACKS = "acks:"   # the acknowledgement poll's slot among the busy lanes (no supplier key has ':')
 
 
 TransportFactory = Callable[[Supplier], Transport]
@@ -154,7 +157,9 @@ class Dispatcher:
                  transports: TransportFactory, alerts: AlertSink | None = None,
                  threads: int = 4, batch: int = 50, poll_seconds: float = 0.5,
                  breaker: CircuitBreaker | None = None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 folders: Callable[[Supplier, str | None], Transport] | None = None,
+                 ack_poll_seconds: float = 60.0) -> None:
         self.db = db
         self.purchasing = purchasing
         self.book: SupplierBook = purchasing.book
@@ -167,6 +172,11 @@ class Dispatcher:
         self.breaker = breaker or CircuitBreaker()
         self.clock = clock
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # Acknowledgements are read by the dispatcher too, when a supplier has `acks_path`.
+        self.folders = folders
+        self.ack_poll_seconds = ack_poll_seconds
+        self._acks_wanted = folders is not None and any(s.acks_path or s.ack_timeout_seconds
+                                                        for s in self.book.suppliers)
 
     # ------------------------------------------------------------ the loop
 
@@ -175,8 +185,12 @@ class Dispatcher:
         stop = stop or threading.Event()
         stats = RunStats()
         busy: dict[str, Future[None]] = {}
-        with ThreadPoolExecutor(self.threads, thread_name_prefix="dispatch") as pool:
+        next_acks = time.monotonic()
+        with ThreadPoolExecutor(self.threads + 1, thread_name_prefix="dispatch") as pool:
             while True:
+                if self._acks_wanted and ACKS not in busy and time.monotonic() >= next_acks:
+                    busy[ACKS] = pool.submit(self._poll_acks)
+                    next_acks = time.monotonic() + self.ack_poll_seconds
                 for lane, future in list(busy.items()):
                     if future.done():
                         del busy[lane]
@@ -187,23 +201,38 @@ class Dispatcher:
                     wait(list(busy.values()))
                     break
                 lanes: list[str] = []
-                free = self.threads - len(busy)
+                free = self.threads - len(busy.keys() - {ACKS})
                 if free > 0:
                     now = self.clock()
                     with self.db.read_session() as session:
                         lanes = outbox.due_lanes(
                             session, now=now, limit=free,
-                            exclude=set(busy) | self.breaker.open_lanes(now))
+                            exclude=(busy.keys() - {ACKS}) | self.breaker.open_lanes(now))
                     for lane in lanes:
                         busy[lane] = pool.submit(self._work_lane, lane, stats, stop)
                 if once and not busy and not lanes:
                     break
+                if once and set(busy) == {ACKS} and not lanes:
+                    wait([busy[ACKS]])
+                    continue
                 if busy:
                     wait(list(busy.values()), timeout=self.poll_seconds,
                          return_when=FIRST_COMPLETED)
                 else:
                     stop.wait(self.poll_seconds)
         return stats
+
+    def _poll_acks(self) -> None:
+        from app.acknowledgements import poll_acknowledgements
+
+        assert self.folders is not None
+        run = poll_acknowledgements(db=self.db, book=self.book, transports=self.folders,
+                                    alerts=self.alerts, now=self.clock)
+        if run.files or run.overdue_alerts or run.errors:
+            log.info("acknowledgements: %d file(s), %d purchase order(s) updated, %d "
+                     "quarantined, %d overdue alert(s)%s", run.files, run.applied,
+                     run.quarantined, run.overdue_alerts,
+                     f"; could not read {', '.join(run.errors)}" if run.errors else "")
 
     def _work_lane(self, lane: str, stats: RunStats, stop: threading.Event) -> None:
         """Claim and send this lane's due jobs, batch after batch, on one connection."""
@@ -316,7 +345,7 @@ class Dispatcher:
             return
         current = session.execute(select(pos.c.status, pos.c.sha256)
                                   .where(pos.c.id == po.id)).one_or_none()
-        if current is not None and current.status == PoStatus.SENT and (
+        if current is not None and current.status in PoStatus.DELIVERED and (
                 current.sha256 == po.sha256):
             return  # another dispatcher got there first
         log.warning("purchase order %s v%s changed while it was being uploaded: recording "
@@ -414,9 +443,9 @@ def _nothing_to_send(job: Job, po: _Snapshot | None, resend: str | None) -> str 
     if po.document is None:
         return f"purchase order {po.po_number} has no valid document"
     if resend is not None:
-        return None if po.status in (PoStatus.SENT, PoStatus.FAILED) else (
+        return None if po.status in (*PoStatus.DELIVERED, PoStatus.FAILED) else (
             f"purchase order is {po.status}")
-    if po.status == PoStatus.SENT:
+    if po.status in PoStatus.DELIVERED:
         return "already sent"
     if po.status != PoStatus.PENDING:
         return f"purchase order is {po.status}"
@@ -444,7 +473,7 @@ def resend_purchase_order(session: Session, po: PurchaseOrder, *, now: datetime)
         outbox.enqueue(session, kind=JobKind.SEND_PO, target=str(po.id), lane=po.supplier,
                        now=now)
         return po.file_name
-    if po.status == PoStatus.SENT:
+    if po.status in PoStatus.DELIVERED:
         earlier = session.execute(select(OutboxJob.data).where(
             OutboxJob.target == str(po.id), OutboxJob.kind == JobKind.SEND_PO)).scalars()
         count = 1 + sum(1 for data in earlier if data and data.get("file_name"))

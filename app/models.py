@@ -62,8 +62,12 @@ class LineRouting:
 class PoStatus:
     PENDING = "pending"        # rendered and valid, waiting to be sent
     SENT = "sent"
+    ACKNOWLEDGED = "acknowledged"  # sent, and the supplier confirmed it (maybe with changes)
+    REJECTED = "rejected"      # sent, and the supplier refused it
     FAILED = "failed"          # the document failed validation, or its upload went dead
     WITHDRAWN = "withdrawn"    # cancelled before it was sent
+    # On the supplier's server, whatever the supplier said about it since.
+    DELIVERED = (SENT, ACKNOWLEDGED, REJECTED)
 
 
 class JobStatus:
@@ -226,6 +230,11 @@ class PurchaseOrder(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    ack_status: Mapped[str | None] = mapped_column(String(16))   # accepted | changed | rejected
+    ack_reference: Mapped[str | None] = mapped_column(String(255))  # the supplier's number
+    ack_note: Mapped[str | None] = mapped_column(Text)
+    ack_overdue_alerted_at: Mapped[datetime | None]
 
 
 class OutboxJob(Base):
@@ -253,3 +262,25 @@ class OutboxJob(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None]
+
+
+class InboundFile(Base):
+    """A file a supplier left for us (an acknowledgement, later shipment notices and stock
+    feeds), kept as received and recorded by name and SHA-256 so it is applied once."""
+
+    __tablename__ = "inbound_files"
+    __table_args__ = (
+        UniqueConstraint("supplier", "kind", "name", "sha256", name="uq_inbound_files_seen"),
+        Index("ix_inbound_files_status", "status", "received_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    supplier: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))       # ack (shipment, stock later)
+    name: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16))     # applied | quarantined
+    error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -246,10 +246,10 @@ def _sync_supplier(
     # Lines that come back later (an edit re-adds them) start a new purchase order, with its
     # own number, rather than reviving the cancelled one.
     cancels = [i for i, po in enumerate(versions)
-               if po.status == PoStatus.SENT and po.action == "cancel"]
+               if po.status in PoStatus.DELIVERED and po.action == "cancel"]
     cycle = versions[cancels[-1] + 1:] if cancels else list(versions)
     latest = cycle[-1] if cycle else None
-    sent = [po for po in cycle if po.status == PoStatus.SENT]
+    sent = [po for po in cycle if po.status in PoStatus.DELIVERED]
     last_sent = sent[-1] if sent else None
 
     if not current:  # cancelled, or no line left for this supplier
@@ -303,7 +303,7 @@ def _write(
     if round_ > 1:
         number = f"{number}-{round_}"
     po_number = f"{_safe(order.channel)}-{number}-{supplier_key}"
-    sent = [po for po in cycle if po.status == PoStatus.SENT]
+    sent = [po for po in cycle if po.status in PoStatus.DELIVERED]
     doc = PurchaseOrderDoc(
         po_number=po_number,
         version=version,

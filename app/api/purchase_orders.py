@@ -112,6 +112,12 @@ def po_json(po: PurchaseOrder, *, with_lines: bool = False) -> dict[str, Any]:
         "created_at": po.created_at.isoformat(),
         "updated_at": po.updated_at.isoformat(),
         "sent_at": po.sent_at.isoformat() if po.sent_at else None,
+        "acknowledgement": None if po.ack_status is None else {
+            "status": po.ack_status,
+            "at": po.acknowledged_at.isoformat() if po.acknowledged_at else None,
+            "supplier_reference": po.ack_reference,
+            "note": po.ack_note,
+        },
     }
     if with_lines:
         body["lines"] = po.lines

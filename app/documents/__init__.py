@@ -2,6 +2,7 @@
 
 Formats: `orderhub` (ours, `schemas/orderhub-purchase-order-1.xsd`, described in FORMATS.md),
 `cxml` (cXML OrderRequest) and `ubl` (UBL 2.1 Order / OrderChange / OrderCancellation).
+Suppliers' acknowledgements of them are parsed by `app.documents.acks`.
 """
 
 from __future__ import annotations

@@ -44,12 +44,17 @@ def xml_safe(value: str) -> str:
     return _NOT_XML_CHAR.sub("", value)
 
 
-def parse_untrusted(xml: bytes, fmt: str, *, doctype_allowed: str | None) -> etree._Element:
+class XmlRefused(ValueError):
+    """Bytes the hardened parser will not read; the message says why."""
+
+
+def parse_hardened(xml: bytes) -> etree._Element:
     """Parse `xml` without loading a DTD, resolving an entity or touching the network.
 
-    `doctype_allowed` is the only SYSTEM identifier the document may declare (None: no DOCTYPE
-    at all). Declarations inside the DOCTYPE and entity references are rejected: OrderHub never
-    writes them, so their presence means the bytes did not come from a renderer.
+    Raises `XmlRefused` for bytes that are not well-formed XML, that declare entities or
+    elements in a DOCTYPE, or that contain an entity reference: the reference would point at a
+    DTD that is never loaded, or at a file or URL (XXE), or expand without bound ("billion
+    laughs"). The DOCTYPE itself, if any, is left for the caller to judge (`docinfo`).
     """
     parser = etree.XMLParser(
         resolve_entities=False,
@@ -59,18 +64,34 @@ def parse_untrusted(xml: bytes, fmt: str, *, doctype_allowed: str | None) -> etr
         huge_tree=False,
     )
     try:
-        tree = etree.ElementTree(etree.fromstring(xml, parser))
+        root: etree._Element = etree.fromstring(xml, parser)
     except etree.XMLSyntaxError as exc:
-        raise DocumentInvalid(fmt, f"not well-formed XML: {exc}") from None
-    docinfo = tree.docinfo
+        raise XmlRefused(f"not well-formed XML: {exc}") from None
     # libxml2 keeps an (empty) internal subset for every DOCTYPE; declarations in it are the
     # trick: entities (XXE, "billion laughs") and elements that would try to redefine ours.
-    internal = docinfo.internalDTD
+    internal = root.getroottree().docinfo.internalDTD
     if internal is not None and (
         next(internal.iterentities(), None) is not None
         or next(internal.iterelements(), None) is not None
     ):
-        raise DocumentInvalid(fmt, "the document declares entities or elements in its DOCTYPE")
+        raise XmlRefused("the document declares entities or elements in its DOCTYPE")
+    if next(root.getroottree().iter(etree.Entity), None) is not None:
+        raise XmlRefused("the document contains an entity reference")
+    return root
+
+
+def parse_untrusted(xml: bytes, fmt: str, *, doctype_allowed: str | None) -> etree._Element:
+    """Parse `xml` with `parse_hardened`, raising `DocumentInvalid` for what it refuses.
+
+    `doctype_allowed` is the only SYSTEM identifier the document may declare (None: no DOCTYPE
+    at all). Declarations inside the DOCTYPE and entity references are rejected: OrderHub never
+    writes them, so their presence means the bytes did not come from a renderer.
+    """
+    try:
+        root = parse_hardened(xml)
+    except XmlRefused as exc:
+        raise DocumentInvalid(fmt, str(exc)) from None
+    docinfo = root.getroottree().docinfo
     system_url = docinfo.system_url
     if doctype_allowed is None and (docinfo.doctype or system_url):
         raise DocumentInvalid(fmt, "the document must not declare a DOCTYPE")
@@ -78,9 +99,6 @@ def parse_untrusted(xml: bytes, fmt: str, *, doctype_allowed: str | None) -> etr
         raise DocumentInvalid(
             fmt, f"DOCTYPE SYSTEM identifier must be {doctype_allowed!r}, not {system_url!r}"
         )
-    if next(tree.iter(etree.Entity), None) is not None:
-        raise DocumentInvalid(fmt, "the document contains an entity reference")
-    root: etree._Element = tree.getroot()
     return root
 
 

@@ -35,6 +35,7 @@ The same doc always gives the same bytes.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -87,6 +88,7 @@ _SCHEMA_FILES: Final = {
 # validates, so two threads sharing one schema could read each other's errors. The schemas are
 # loaded under the same lock, so a burst of first uses parses each one only once.
 _VALIDATION_LOCK: Final = threading.Lock()
+_MAINDOC_NAMESPACE: Final = re.compile(re.escape("{" + _NS_BASE) + r"[A-Za-z]+-2\}")
 
 
 # ---------------------------------------------------------------- rendering
@@ -271,26 +273,35 @@ def validate_ubl(xml: bytes) -> None:
     """Check `xml` against the official UBL 2.1 schema of its root element."""
     # OrderHub never writes a DTD; one here could only smuggle entities past the schema.
     root = parse_untrusted(xml, FORMAT, doctype_allowed=None)
-    tree = root.getroottree()
     filename = _SCHEMA_FILES.get(root.tag)
     if filename is None:
         raise DocumentInvalid(
             FORMAT, f"root element {root.tag} is not a UBL Order, OrderChange or OrderCancellation"
         )
+    reason = schema_error(root.getroottree(), filename)
+    if reason is not None:
+        raise DocumentInvalid(FORMAT, reason)
+
+
+def schema_error(tree: etree._ElementTree, filename: str) -> str | None:
+    """The first error of `tree` against the UBL 2.1 main-document schema `filename` (a file in
+    `schemas/ubl-2.1/maindoc/`), as "line N: message" with prefixed names; None when valid.
+
+    Shared with the acknowledgement parser, so every UBL schema is loaded and cached once."""
     with _VALIDATION_LOCK:
         schema = _schema(filename)
         if schema.validate(tree):
-            return
+            return None
         first = schema.error_log[0]
-        reason = f"line {first.line}: {_short_names(first.message)}"
-    raise DocumentInvalid(FORMAT, reason)
+        return f"line {first.line}: {_short_names(first.message)}"
 
 
 def _short_names(message: str) -> str:
     """libxml2 names elements as {namespace}Name; write them the way the documents do."""
     for namespace, prefix in _PREFIXES.items():
         message = message.replace(f"{{{namespace}}}", prefix)
-    return message
+    # Any other main document (OrderResponse, ...) is the default namespace of its file.
+    return _MAINDOC_NAMESPACE.sub("", message)
 
 
 @functools.cache
