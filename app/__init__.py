@@ -12,12 +12,13 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from app.alerts import Alerter
-from app.channels.base import Channel
+from app.channels.base import Channel, ChannelApi
 from app.config import Settings, load_settings, load_settings_from_environment
 from app.db import Database
 from app.documents.model import Party
 from app.hub import EXTENSION_KEY, Hub
 from app.purchasing import Purchasing
+from app.reconcile import SyncTarget
 from app.suppliers import load_suppliers
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,11 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
         dispatch_on=settings.dispatch_on,
         accept_test_orders=settings.accept_test_orders,
     )
+    channels = build_channels(settings)
+    apis, sync_targets = build_apis(env, channels)
     app.extensions[EXTENSION_KEY] = Hub(
-        settings=settings, db=database, channels=build_channels(settings), purchasing=purchasing,
-        env=env, alerts=Alerter(settings.alerts),
+        settings=settings, db=database, channels=channels, purchasing=purchasing,
+        env=env, alerts=Alerter(settings.alerts), apis=apis, sync_targets=sync_targets,
     )
 
     from app import api, cli, health, webhooks
@@ -59,6 +62,23 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     cli.register(app)
     _register_error_handlers(app)
     return app
+
+
+def build_apis(env: Mapping[str, str], channels: dict[str, Channel]
+               ) -> tuple[dict[str, ChannelApi], dict[str, SyncTarget]]:
+    """The channels' API clients this installation has credentials for (none are called
+    here), and which of them `orders sync` reads."""
+    from app.channels.shopify_api import ShopifyAdmin, shopify_api_settings_from_env
+
+    apis: dict[str, ChannelApi] = {}
+    targets: dict[str, SyncTarget] = {}
+    shopify = shopify_api_settings_from_env(env)
+    if shopify is not None:
+        apis["shopify"] = ShopifyAdmin.from_settings(shopify)
+        if "shopify" in channels:
+            targets["shopify"] = SyncTarget(channel=channels["shopify"], api=apis["shopify"],
+                                            account=shopify.shop_domain)
+    return apis, targets
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:

@@ -16,20 +16,16 @@ import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
-from app.dispatch import (
-    CircuitBreaker,
-    Dispatcher,
-    ResendRefused,
-    default_transports,
-    folder_transports,
-)
-from app.dispatch import resend_purchase_order as resend_po
+from app.breaker import CircuitBreaker
+from app.dispatch import Dispatcher, default_transports, folder_transports
 from app.errors import NotFound
 from app.hub import Hub, hub
 from app.intake import Outcome, replay_event
 from app.models import Order
 from app.outbox import RetryPolicy
 from app.purchasing import find_purchase_order, route_order
+from app.resend import ResendRefused
+from app.resend import resend_purchase_order as resend_po
 from app.skumap import import_sku_rows, parse_sku_csv
 from app.types import utcnow
 
@@ -37,13 +33,14 @@ db_cli = AppGroup("db", help="Create, migrate and inspect the database schema.")
 orders_cli = AppGroup("orders", help="Repair tools for orders.")
 suppliers_cli = AppGroup("suppliers", help="Suppliers and the SKU map.")
 po_cli = AppGroup("po", help="Purchase orders.")
+shipments_cli = AppGroup("shipments", help="Suppliers' shipment notices.")
 
 
 log = logging.getLogger(__name__)
 
 
 def register(app: Flask) -> None:
-    for group in (db_cli, orders_cli, suppliers_cli, po_cli):
+    for group in (db_cli, orders_cli, suppliers_cli, po_cli, shipments_cli):
         app.cli.add_command(group)
     app.cli.add_command(dispatch)
 
@@ -87,7 +84,9 @@ def build_dispatcher(services: Hub) -> Dispatcher:
         breaker=CircuitBreaker(failures=settings.breaker_failures,
                                cooldown=settings.breaker_cooldown_seconds),
         folders=folder_transports(services.env),
-        ack_poll_seconds=settings.ack_poll_seconds)
+        ack_poll_seconds=settings.ack_poll_seconds, apis=services.apis,
+        sync_targets=services.sync_targets,
+        sync_overlap=timedelta(hours=settings.orders_sync_overlap_hours))
 
 
 @db_cli.command("upgrade")
@@ -247,3 +246,64 @@ def po_resend(po_id: str) -> None:
         session.commit()
         click.echo(f"purchase order {po.po_number} v{po.version} queued for {po.supplier} "
                    f"as {name}")
+
+
+@shipments_cli.command("poll")
+@click.option("--supplier", "only", help="Only this supplier.")
+def shipments_poll(only: str | None) -> None:
+    """Import new shipment notices from suppliers' shipments_path (the timer runs this)."""
+    from shipment.imports import poll_shipments
+
+    services = hub()
+    if only is not None and services.purchasing.book.get(only) is None:
+        click.echo(f"error: no supplier {only!r}", err=True)
+        sys.exit(2)
+    run = poll_shipments(db=services.db, book=services.purchasing.book,
+                         folders=folder_transports(services.env), alerts=services.alerts,
+                         now=utcnow, api_channels=set(services.apis),
+                         settle_seconds=services.settings.shipments_settle_seconds, only=only)
+    click.echo(f"shipments: {run.files} file(s), {run.applied} applied ({run.shipments} "
+               f"shipment(s)), {run.quarantined} quarantined, {run.skipped} left for later"
+               + (f"; could not read {', '.join(run.errors)}" if run.errors else ""))
+    if run.quarantined or run.errors:
+        sys.exit(1)
+
+
+@orders_cli.command("sync")
+@click.option("--since", help="ISO time to start from (default: the last good run, minus the "
+              "overlap; the first run reads one day).")
+def orders_sync(since: str | None) -> None:
+    """Read orders from each channel's API and take in those webhooks missed (hourly timer)."""
+    from datetime import datetime
+
+    from app.reconcile import sync_orders, sync_since
+
+    services = hub()
+    if not services.sync_targets:
+        click.echo("error: no channel has an API configured (e.g. SHOPIFY_ACCESS_TOKEN)",
+                   err=True)
+        sys.exit(2)
+    start: datetime | None = None
+    if since is not None:
+        try:
+            start = datetime.fromisoformat(since.replace("Z", "+00:00"))
+        except ValueError:
+            click.echo(f"error: --since {since!r} is not an ISO 8601 time", err=True)
+            sys.exit(2)
+        if start.tzinfo is None:
+            click.echo("error: --since needs a time zone (e.g. 2026-11-20T00:00:00Z)", err=True)
+            sys.exit(2)
+    failed = 0
+    for name, target in services.sync_targets.items():
+        now = utcnow()
+        begin = start or sync_since(services.db, name, now=now, overlap=timedelta(
+            hours=services.settings.orders_sync_overlap_hours))
+        run = sync_orders(services.db, target, purchasing=services.purchasing, since=begin,
+                          now=now)
+        click.echo(f"{name}: since {begin.isoformat(timespec='seconds')}: {run.fetched} read, "
+                   f"{run.created} new, {run.updated} updated, {run.unchanged} unchanged, "
+                   f"{run.quarantined} quarantined" + (f"; FAILED: {run.error}"
+                                                       if run.error else ""))
+        failed += run.status != "ok"
+    if failed:
+        sys.exit(1)

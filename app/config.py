@@ -52,6 +52,8 @@ class Settings:
     breaker_failures: int = 3
     breaker_cooldown_seconds: float = 30.0
     ack_poll_seconds: float = 60.0
+    shipments_settle_seconds: float = 2.0
+    orders_sync_overlap_hours: float = 2.0
     alerts: AlertSettings = field(default_factory=AlertSettings)
 
     def __repr__(self) -> str:  # never print secrets, even in a traceback
@@ -106,6 +108,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         breaker_failures=_positive_int(env, "DISPATCH_BREAKER_FAILURES", 3),
         breaker_cooldown_seconds=_positive_float(env, "DISPATCH_BREAKER_COOLDOWN_SECONDS", 30.0),
         ack_poll_seconds=_positive_float(env, "DISPATCH_ACK_POLL_SECONDS", 60.0),
+        shipments_settle_seconds=_non_negative_float(env, "SHIPMENTS_SETTLE_SECONDS", 2.0),
+        orders_sync_overlap_hours=_positive_float(env, "ORDERS_SYNC_OVERLAP_HOURS", 2.0),
         alerts=alert_settings_from_env(env),
     )
 
@@ -167,6 +171,19 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(name, f"{raw!r} is not a number") from None
     if not value > 0 or value == float("inf"):
         raise ConfigError(name, f"must be a number greater than zero, got {raw}")
+    return value
+
+
+def _non_negative_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _optional(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"{raw!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise ConfigError(name, f"must be zero or more, got {raw}")
     return value
 
 

@@ -31,19 +31,24 @@ from sqlalchemy.orm import Session
 
 from app import outbox
 from app.alerts import Alerter, AlertSettings, AlertSink
+from app.breaker import CircuitBreaker
+from app.channels.base import ChannelApi, ChannelApiError
 from app.db import Database
 from app.errors import OrderHubError
 from app.metrics import DISPATCH_JOBS, DISPATCH_SECONDS
-from app.models import JobKind, Order, OrderStatus, OutboxJob, PoStatus, PurchaseOrder
+from app.models import JobKind, Order, OrderStatus, PoStatus, PurchaseOrder
 from app.outbox import Job, RetryPolicy
 from app.purchasing import Purchasing, route_order
+from app.reconcile import DEFAULT_OVERLAP, SyncTarget, sync_orders, sync_since
 from app.suppliers import Supplier, SupplierBook
 from app.transports import Transport, TransportError, transport_for
 from app.types import utcnow
 
 log = logging.getLogger(__name__)
 
-ACKS = "acks:"   # the acknowledgement poll's slot among the busy lanes (no supplier key has ':')
+# Lane names with a ':' can never be a supplier's (supplier keys are letters, digits, - and _).
+ACKS = "acks:"              # the acknowledgement poll's slot among the busy lanes
+CHANNEL_LANE = "channel:"   # lanes of channel jobs: "channel:shopify"
 
 
 TransportFactory = Callable[[Supplier], Transport]
@@ -66,45 +71,14 @@ def folder_transports(env: Mapping[str, str]) -> Callable[[Supplier, str | None]
     return build
 
 
-class CircuitBreaker:
-    """Per lane: after `failures` failed attempts in a row, stop trying for a cooldown that
-    doubles with each further failure (up to `cap`), so a supplier that is down is not
-    hammered while the other lanes keep flowing. In memory, per dispatcher."""
-
-    def __init__(self, *, failures: int = 3, cooldown: float = 30.0, cap: float = 900.0) -> None:
-        self.failures, self.cooldown, self.cap = failures, cooldown, cap
-        self._count: dict[str, int] = {}
-        self._open_until: dict[str, datetime] = {}
-        self._lock = threading.Lock()
-
-    def record_success(self, lane: str) -> None:
-        with self._lock:
-            self._count.pop(lane, None)
-            self._open_until.pop(lane, None)
-
-    def record_failure(self, lane: str, now: datetime) -> datetime | None:
-        """Count a failure; returns until when the circuit is open, if it is."""
-        with self._lock:
-            count = self._count.get(lane, 0) + 1
-            self._count[lane] = count
-            if count < self.failures:
-                return None
-            wait_s = min(self.cap, self.cooldown * 2.0 ** (count - self.failures))
-            until = now + timedelta(seconds=wait_s)
-            self._open_until[lane] = until
-            return until
-
-    def open_lanes(self, now: datetime) -> set[str]:
-        with self._lock:
-            return {lane for lane, until in self._open_until.items() if until > now}
-
-
 @dataclass
 class RunStats:
     """What one dispatcher run did, job by job."""
 
     sent: int = 0
     already_present: int = 0
+    pushed: int = 0
+    synced: int = 0
     retried: int = 0
     dead: int = 0
     cancelled: int = 0
@@ -119,7 +93,8 @@ class RunStats:
         return self.retried + self.dead
 
     def summary(self) -> str:
-        return (f"{self.sent} sent, {self.already_present} already on the server, "
+        pushed = f"{self.pushed} fulfillment(s) pushed, " if self.pushed else ""
+        return (f"{self.sent} sent, {self.already_present} already on the server, {pushed}"
                 f"{self.retried} to retry, {self.dead} dead, {self.cancelled} cancelled")
 
 
@@ -159,7 +134,10 @@ class Dispatcher:
                  breaker: CircuitBreaker | None = None,
                  clock: Callable[[], datetime] = utcnow,
                  folders: Callable[[Supplier, str | None], Transport] | None = None,
-                 ack_poll_seconds: float = 60.0) -> None:
+                 ack_poll_seconds: float = 60.0,
+                 apis: Mapping[str, ChannelApi] | None = None,
+                 sync_targets: Mapping[str, SyncTarget] | None = None,
+                 sync_overlap: timedelta = DEFAULT_OVERLAP) -> None:
         self.db = db
         self.purchasing = purchasing
         self.book: SupplierBook = purchasing.book
@@ -172,6 +150,9 @@ class Dispatcher:
         self.breaker = breaker or CircuitBreaker()
         self.clock = clock
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.apis: Mapping[str, ChannelApi] = apis or {}
+        self.sync_targets: Mapping[str, SyncTarget] = sync_targets or {}
+        self.sync_overlap = sync_overlap
         # Acknowledgements are read by the dispatcher too, when a supplier has `acks_path`.
         self.folders = folders
         self.ack_poll_seconds = ack_poll_seconds
@@ -236,6 +217,9 @@ class Dispatcher:
 
     def _work_lane(self, lane: str, stats: RunStats, stop: threading.Event) -> None:
         """Claim and send this lane's due jobs, batch after batch, on one connection."""
+        if lane.startswith(CHANNEL_LANE):
+            self._work_channel(lane, stats, stop)
+            return
         transport: Transport | None = None
         try:
             while not stop.is_set():
@@ -270,6 +254,125 @@ class Dispatcher:
                 str(exc), retryable=False)
             self._lane_failed(lane, jobs, error, stats)
             return None
+
+    # ------------------------------------------------------------ channel jobs
+
+    def _work_channel(self, lane: str, stats: RunStats, stop: threading.Event) -> None:
+        """A channel's jobs (fulfillments to push), one call at a time."""
+        api = self.apis.get(lane.removeprefix(CHANNEL_LANE))
+        while not stop.is_set():
+            now = self.clock()
+            if lane in self.breaker.open_lanes(now):
+                return
+            with self.db.session() as session:
+                jobs = outbox.claim_due_jobs(session, owner=self.owner, now=now,
+                                             policy=self.policy, lane=lane, limit=self.batch)
+                session.commit()
+            if not jobs:
+                return
+            for i, job in enumerate(jobs):
+                if stop.is_set():
+                    with self.db.session() as session:
+                        outbox.release(session, [j.id for j in jobs[i:]], now=self.clock())
+                        session.commit()
+                    return
+                if not self._channel_job(lane, api, job, stats):
+                    with self.db.session() as session:   # the channel is failing: later
+                        for rest in jobs[i + 1:]:
+                            outbox.retry_later(session, rest, now=self.clock(),
+                                               error="not tried: the channel was failing",
+                                               policy=self.policy)
+                        session.commit()
+                    stats.add("retried", len(jobs) - i - 1)
+                    return
+
+    def _channel_job(self, lane: str, api: ChannelApi | None, job: Job,
+                     stats: RunStats) -> bool:
+        """Do one channel job; False when the channel failed in a way worth backing off."""
+        from shipment import fulfillment
+
+        if job.kind == JobKind.SYNC_ORDERS:
+            self._sync_job(lane, job, stats)
+            return True
+        if job.kind != JobKind.PUSH_FULFILLMENT:
+            with self.db.session() as session:
+                outbox.cancel(session, job.id, now=self.clock(),
+                              reason=f"unknown job kind {job.kind!r}")
+                session.commit()
+            stats.add("cancelled")
+            return True
+        plan = fulfillment.plan_push(self.db, job.target)
+        if plan is None:
+            with self.db.session() as session:
+                outbox.complete(session, job.id, now=self.clock(),
+                                note="nothing to push (already pushed or removed)")
+                session.commit()
+            return True
+        try:
+            if api is None:
+                raise ChannelApiError(f"no API configured for {lane.removeprefix(CHANNEL_LANE)}"
+                                      " (set its access token)", retryable=True)
+            result = fulfillment.push(api, plan)
+        except ChannelApiError as exc:
+            now = self.clock()
+            due = None
+            if exc.retryable:
+                with self.db.session() as session:
+                    due = outbox.retry_later(session, job, now=now, error=str(exc),
+                                             policy=self.policy)
+                    session.commit()
+            else:
+                with self.db.session() as session:
+                    outbox.bury(session, [job.id], now=now, error=str(exc))
+                    session.commit()
+            if due is not None:
+                stats.add("retried")
+                DISPATCH_JOBS.labels(job.kind, "retry").inc()
+                self.breaker.record_failure(lane, now)
+                log.warning("fulfillment for order %s: %s; retry at %s", plan.order_number, exc,
+                            due.isoformat(timespec="seconds"))
+                return False
+            fulfillment.record_dead(self.db, plan.shipment_id)
+            stats.add("dead")
+            DISPATCH_JOBS.labels(job.kind, "dead").inc()
+            self.alerts.alert(
+                f"fulfillment for order {plan.order_number} could not be pushed",
+                f"Channel: {lane.removeprefix(CHANNEL_LANE)}\nOrder: {plan.order_number}\n"
+                f"Shipment: {plan.shipment_id}\nTracking: {plan.push.tracking_number or '-'}\n"
+                f"Error: {exc}\n\nNothing more will be tried for it automatically.",
+                kind="fulfillment_dead", ref=str(plan.shipment_id))
+            return exc.retryable
+        now = self.clock()
+        fulfillment.record_pushed(self.db, plan, result, now)
+        with self.db.session() as session:
+            outbox.complete(session, job.id, now=now,
+                            note="already fulfilled" if result.already_done else None)
+            session.commit()
+        self.breaker.record_success(lane)
+        stats.add("pushed")
+        DISPATCH_JOBS.labels(job.kind, "pushed").inc()
+        return True
+
+    def _sync_job(self, lane: str, job: Job, stats: RunStats) -> None:
+        """An `orders sync` asked for through the API: one run, recorded in sync_runs."""
+        name = lane.removeprefix(CHANNEL_LANE)
+        target = self.sync_targets.get(name)
+        now = self.clock()
+        with self.db.session() as session:
+            if target is None:
+                outbox.bury(session, [job.id], now=now,
+                            error=f"no API configured for {name}: cannot sync its orders")
+            else:
+                raw = (job.data or {}).get("since")
+                since = (datetime.fromisoformat(raw) if raw else
+                         sync_since(self.db, name, now=now, overlap=self.sync_overlap))
+                session.commit()
+                run = sync_orders(self.db, target, purchasing=self.purchasing, since=since,
+                                  now=now)
+                outbox.complete(session, job.id, now=self.clock(),
+                                note=f"sync run {run.id}: {run.status}")
+            session.commit()
+        stats.add("synced")
 
     # ------------------------------------------------------------ one batch
 
@@ -450,41 +553,3 @@ def _nothing_to_send(job: Job, po: _Snapshot | None, resend: str | None) -> str 
     if po.status != PoStatus.PENDING:
         return f"purchase order is {po.status}"
     return None
-
-
-def open_jobs_for(session: Session, target: str) -> list[OutboxJob]:
-    """A purchase order's waiting or running jobs."""
-    return list(session.execute(select(OutboxJob).where(
-        OutboxJob.target == target, OutboxJob.status.in_(outbox.OPEN))).scalars())
-
-
-def resend_purchase_order(session: Session, po: PurchaseOrder, *, now: datetime) -> str:
-    """Queue a purchase order again. A `sent` one is uploaded under a new name (`_r1`, `_r2`,
-    ...), never over the file the supplier has; a `failed` one (its upload went dead) goes out
-    under its own name. Returns the file name it will have; raises ResendRefused otherwise."""
-    if po.document is None:
-        raise ResendRefused(f"purchase order {po.po_number} v{po.version} has no valid "
-                            f"document ({po.error}); fix the cause and run `orders reroute`")
-    if open_jobs_for(session, str(po.id)):
-        raise ResendRefused(f"purchase order {po.po_number} v{po.version} is already queued")
-    if po.status == PoStatus.FAILED:
-        session.execute(update(PurchaseOrder).where(PurchaseOrder.id == po.id).values(
-            status=PoStatus.PENDING, error=None, updated_at=now))
-        outbox.enqueue(session, kind=JobKind.SEND_PO, target=str(po.id), lane=po.supplier,
-                       now=now)
-        return po.file_name
-    if po.status in PoStatus.DELIVERED:
-        earlier = session.execute(select(OutboxJob.data).where(
-            OutboxJob.target == str(po.id), OutboxJob.kind == JobKind.SEND_PO)).scalars()
-        count = 1 + sum(1 for data in earlier if data and data.get("file_name"))
-        stem, dot, ext = po.file_name.rpartition(".")
-        name = f"{stem}_r{count}.{ext}" if dot else f"{po.file_name}_r{count}"
-        outbox.enqueue(session, kind=JobKind.SEND_PO, target=str(po.id), lane=po.supplier,
-                       now=now, data={"file_name": name, "resend": count})
-        return name
-    raise ResendRefused(f"purchase order {po.po_number} v{po.version} is {po.status}: only a "
-                        "sent or failed purchase order can be resent")
-
-
-class ResendRefused(OrderHubError):
-    """The purchase order cannot be queued again (and why)."""

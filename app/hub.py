@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from flask import current_app
 
 from app.alerts import Alerter, AlertSettings, AlertSink
-from app.channels.base import Channel
+from app.channels.base import Channel, ChannelApi
 from app.config import Settings
 from app.db import Database
 from app.purchasing import Purchasing
+from app.reconcile import SyncTarget
 
 EXTENSION_KEY = "orderhub"
 
@@ -24,6 +25,8 @@ class Hub:
     purchasing: Purchasing
     alerts: AlertSink = field(default_factory=lambda: Alerter(AlertSettings()))
     env: Mapping[str, str] = field(default_factory=dict)  # where secrets are read from
+    apis: dict[str, ChannelApi] = field(default_factory=dict)  # channels with an API client
+    sync_targets: dict[str, SyncTarget] = field(default_factory=dict)
 
 
 def hub() -> Hub:

@@ -49,6 +49,8 @@ class OrderStatus:
     TEST = "test"                          # a test order, routed to nobody
     ROUTED = "routed"                      # every shippable line has a purchase order
     NEEDS_ATTENTION = "needs_attention"    # some line has no supplier (needs a mapping)
+    PARTIALLY_SHIPPED = "partially_shipped"  # suppliers shipped some of the lines
+    SHIPPED = "shipped"                    # every supplier line shipped in full
     CANCELLED = "cancelled"
 
 
@@ -80,6 +82,8 @@ class JobStatus:
 
 class JobKind:
     SEND_PO = "send_po"
+    PUSH_FULFILLMENT = "push_fulfillment"
+    SYNC_ORDERS = "sync_orders"
 
 
 class WebhookEvent(Base):
@@ -284,3 +288,51 @@ class InboundFile(Base):
     status: Mapped[str] = mapped_column(String(16))     # applied | quarantined
     error: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Shipment(Base):
+    """What a supplier's notice said was shipped for one purchase order, as applied."""
+
+    __tablename__ = "shipments"
+    __table_args__ = (Index("ix_shipments_order", "order_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    purchase_order_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("purchase_orders.id", ondelete="CASCADE"))
+    supplier: Mapped[str] = mapped_column(String(64))
+    inbound_file_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("inbound_files.id", ondelete="SET NULL"))
+    supplier_shipment_id: Mapped[str | None] = mapped_column(String(255))
+    carrier: Mapped[str | None] = mapped_column(String(255))
+    tracking_number: Mapped[str | None] = mapped_column(String(255))
+    tracking_url: Mapped[str | None] = mapped_column(String(2048))
+    shipped_at: Mapped[datetime | None]
+    # [{"order_line_id", "external_id", "line_number", "sku", "quantity"}]
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    excess: Mapped[str | None] = mapped_column(Text)   # what the notice said beyond the order
+    push_status: Mapped[str] = mapped_column(String(16))  # queued | pushed | not_configured | dead
+    pushed_at: Mapped[datetime | None]
+    channel_reference: Mapped[str | None] = mapped_column(String(512))  # e.g. fulfillment ids
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SyncRun(Base):
+    """One reconcile pass over a channel's orders (`orders sync`)."""
+
+    __tablename__ = "sync_runs"
+    __table_args__ = (Index("ix_sync_runs_channel_started", "channel", "started_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    channel: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))     # running | ok | failed
+    since: Mapped[datetime]
+    until: Mapped[datetime | None]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    fetched: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)     # orders new to OrderHub
+    updated: Mapped[int] = mapped_column(Integer, default=0)     # newer than what we had
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)   # already known (duplicate/stale)
+    quarantined: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)

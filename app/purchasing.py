@@ -138,7 +138,9 @@ def route_order(
     elif result.unrouted or result.failed:
         status = OrderStatus.NEEDS_ATTENTION
     else:
-        status = OrderStatus.ROUTED
+        status = shipping_status(
+            (line.quantity, line.shipped_quantity) for line in lines
+            if line.routing == LineRouting.ROUTED) or OrderStatus.ROUTED
     _set_order_status(conn, sql, order, status, now)
     result.order_status = status
     return result
@@ -161,6 +163,7 @@ class _Line:
     supplier: str | None
     supplier_sku: str | None
     unit_cost: Decimal | None
+    shipped_quantity: int
     dirty: bool = False
 
     def set_route(self, routing: str, reason: str | None, supplier: str | None,
@@ -192,6 +195,17 @@ class _Po:
     lines: list[dict[str, Any]]
     is_new: bool = False
     row: dict[str, Any] = field(default_factory=dict)
+
+
+def shipping_status(lines: Iterable[tuple[int, int]]) -> str | None:
+    """`shipped` when every supplier line (quantity, shipped) shipped in full,
+    `partially_shipped` when some of it did, None when nothing shipped yet."""
+    wanted = [(quantity, shipped) for quantity, shipped in lines if quantity > 0]
+    if not any(shipped > 0 for _, shipped in wanted):
+        return None
+    if all(shipped >= quantity for quantity, shipped in wanted):
+        return OrderStatus.SHIPPED
+    return OrderStatus.PARTIALLY_SHIPPED
 
 
 def find_purchase_order(session: Session, ref: str) -> PurchaseOrder | None:

@@ -25,8 +25,11 @@ SCHEMES = ("sftp", "ftps", "file")
 KEYS = frozenset({
     "name", "transport", "password_env", "key_file", "host_key", "format", "shipments_path",
     "stock_feed", "sku_prefixes", "vendors", "skus", "sku_file", "default", "ca_file",
-    "temp_suffix", "direct_upload", "acks_path", "ack_timeout",
+    "temp_suffix", "direct_upload", "acks_path", "ack_timeout", "shipment_columns",
 })
+# The columns of a CSV shipment notice, which a supplier may name differently.
+SHIPMENT_COLUMNS = frozenset({"po_number", "sku", "quantity", "carrier", "tracking_number",
+                              "tracking_url", "shipped_at", "line_number"})
 HOST_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
                   "ecdsa-sha2-nistp521", "rsa-sha2-256", "rsa-sha2-512")
 
@@ -55,6 +58,7 @@ class Supplier:
     direct_upload: bool = False            # write NAME directly (servers that refuse renames)
     acks_path: str | None = None           # where the supplier puts PO acknowledgements
     ack_timeout_seconds: float | None = None   # alert when a sent PO is not acknowledged by then
+    shipment_columns: tuple[tuple[str, str], ...] = ()  # (our name, the supplier's CSV column)
     sku_prefixes: tuple[str, ...] = ()
     vendors: tuple[str, ...] = ()          # casefolded
     skus: frozenset[str] = frozenset()     # from `skus` and `sku_file`, normalized
@@ -177,9 +181,26 @@ def _supplier(key: str, table: Any, env: Mapping[str, str], base: Path) -> Suppl
         acks_path=acks_path,
         ack_timeout_seconds=(parse_duration(f"{where}.ack_timeout", ack_timeout)
                              if ack_timeout else None),
+        shipment_columns=_shipment_columns(where, table.get("shipment_columns", {})),
     )
     _check_transport(where, supplier, env)
     return supplier
+
+
+def _shipment_columns(where: str, raw: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}.shipment_columns",
+                          'must be a table, e.g. { po_number = "PO", tracking_number = "Track" }')
+    pairs = []
+    for ours, theirs in raw.items():
+        if ours not in SHIPMENT_COLUMNS:
+            raise ConfigError(f"{where}.shipment_columns.{ours}",
+                              f"unknown column (known: {', '.join(sorted(SHIPMENT_COLUMNS))})")
+        if not isinstance(theirs, str) or not theirs.strip():
+            raise ConfigError(f"{where}.shipment_columns.{ours}",
+                              "must be the supplier's column name")
+        pairs.append((ours, theirs.strip()))
+    return tuple(pairs)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")

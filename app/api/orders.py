@@ -14,6 +14,7 @@ from sqlalchemy import and_, or_, select
 from app.api import BadRequest, bp
 from app.hub import hub
 from app.models import Order, OrderLine, WebhookEvent
+from app.types import utcnow
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -176,3 +177,30 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         return when.astimezone(UTC), uuid.UUID(ident)
     except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise BadRequest("cursor: not a cursor this API returned") from None
+
+
+@bp.post("/orders/sync")
+def request_sync() -> tuple[Response, int]:
+    """Queue an `orders sync` for each channel with an API (the dispatcher runs it).
+    Optional JSON body {"since": ISO time}."""
+    from app import outbox
+    from app.models import JobKind
+
+    services = hub()
+    if not services.sync_targets:
+        return jsonify(error="no channel has an API configured (e.g. SHOPIFY_ACCESS_TOKEN)"), 409
+    body = request.get_json(silent=True) or {}
+    since = body.get("since") if isinstance(body, dict) else None
+    if since is not None:
+        if not isinstance(since, str):
+            raise BadRequest("since: must be an ISO 8601 time")
+        parsed = _time("since", since)
+        since = parsed.isoformat()
+    now = utcnow()
+    with services.db.session() as session:
+        jobs = {name: str(outbox.enqueue(session, kind=JobKind.SYNC_ORDERS, target=name,
+                                         lane=f"channel:{name}", now=now,
+                                         data={"since": since}))
+                for name in services.sync_targets}
+        session.commit()
+    return jsonify(queued=jobs, since=since), 202

@@ -10,10 +10,10 @@ from sqlalchemy import select
 
 from app.api import BadRequest, bp
 from app.api.orders import _limit
-from app.dispatch import ResendRefused, resend_purchase_order
 from app.hub import hub
 from app.models import Order, PurchaseOrder
 from app.purchasing import route_order
+from app.resend import ResendRefused, resend_purchase_order
 from app.types import utcnow
 
 

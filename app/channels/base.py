@@ -5,12 +5,14 @@ No Flask, no database: a channel turns the platform's bytes into these dataclass
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Protocol
+
+from app.errors import OrderHubError
 
 
 class Headers(Protocol):
@@ -112,6 +114,53 @@ class OrderReference:
 
     external_id: str
     note: str
+
+
+class ChannelApiError(OrderHubError):
+    """A call to a channel's API failed; `retryable` says whether trying later can help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class ShipmentPush:
+    """What shipped, in the channel's terms: its line item ids and quantities, and tracking."""
+
+    lines: tuple[tuple[str, int], ...]
+    carrier: str | None = None
+    tracking_number: str | None = None
+    tracking_url: str | None = None
+
+
+@dataclass(frozen=True)
+class PushResult:
+    reference: str | None            # e.g. the fulfillment id(s) the channel created
+    already_done: bool = False       # the channel had it fulfilled already
+    note: str | None = None          # e.g. quantities the channel no longer had open
+
+
+@dataclass(frozen=True)
+class FetchedOrder:
+    """One order read from a channel's API, as the bytes its webhook would carry."""
+
+    external_id: str
+    updated_at: datetime
+    raw_body: bytes
+
+
+class ChannelApi(Protocol):
+    """A channel's API, where it has one configured: fulfillments out, orders in."""
+
+    def push_fulfillment(self, order_external_id: str, shipment: ShipmentPush) -> PushResult:
+        """Mark these lines shipped with this tracking; raise `ChannelApiError` if it fails."""
+        ...
+
+    def orders_updated_since(self, since: datetime) -> Iterator[FetchedOrder]:
+        """Every order updated at or after `since`, oldest change first."""
+        ...
 
 
 class Channel(Protocol):

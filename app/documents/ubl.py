@@ -287,7 +287,8 @@ def schema_error(tree: etree._ElementTree, filename: str) -> str | None:
     """The first error of `tree` against the UBL 2.1 main-document schema `filename` (a file in
     `schemas/ubl-2.1/maindoc/`), as "line N: message" with prefixed names; None when valid.
 
-    Shared with the acknowledgement parser, so every UBL schema is loaded and cached once."""
+    Shared with the acknowledgement and shipment-notice parsers (`app/documents/acks.py`,
+    `shipment/ubl_format.py`), so every UBL schema is loaded and cached once."""
     with _VALIDATION_LOCK:
         schema = _schema(filename)
         if schema.validate(tree):

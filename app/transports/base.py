@@ -55,6 +55,10 @@ class Transport(Protocol):
         """Names of the files in the folder, sorted, without our temporary files."""
         ...
 
+    def size(self, name: str) -> int | None:
+        """The size of the file `name`, or None when there is none."""
+        ...
+
     def download(self, name: str, *, max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES) -> bytes:
         """The whole content of the file `name` (refused when larger than `max_bytes`)."""
         ...
@@ -136,6 +140,12 @@ class AtomicFolderTransport(Transport):
 
     def identity(self) -> str | None:
         return None
+
+    def size(self, name: str) -> int | None:
+        self._check_name(name)
+        with self._errors(f"look at {name}"):
+            self._prepare()
+            return self._size(name)
 
     def download(self, name: str, *, max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES) -> bytes:
         """The whole file, checked against its size (a file still being written is refused

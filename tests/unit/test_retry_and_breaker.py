@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from app.dispatch import CircuitBreaker
+from app.breaker import CircuitBreaker
 from app.outbox import RetryPolicy
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
