@@ -29,7 +29,8 @@ KEYS = frozenset({
 })
 # The columns of a CSV shipment notice, which a supplier may name differently.
 SHIPMENT_COLUMNS = frozenset({"po_number", "sku", "quantity", "carrier", "tracking_number",
-                              "tracking_url", "shipped_at", "line_number"})
+                              "tracking_url", "shipped_at", "line_number", "supplier_sku",
+                              "shipment_id"})
 HOST_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
                   "ecdsa-sha2-nistp521", "rsa-sha2-256", "rsa-sha2-512")
 

@@ -236,11 +236,11 @@ def shopify() -> Iterator[Any]:
         yield FakeAdminGraphQL(mock)
 
 
-def admin() -> Any:
+def admin(clock: Any = None) -> Any:
     from app.channels.shopify_api import ShopifyAdmin
     from tests.integration.test_shopify_api import SHOP, TOKEN, FakeClock
 
-    clock = FakeClock()   # the client's own waits between retries take no real time
+    clock = clock or FakeClock()   # the client's own waits take no real time
     return ShopifyAdmin(SHOP, TOKEN, api_version="2026-10", clock=clock, sleep=clock.sleep)
 
 
@@ -310,3 +310,50 @@ def test_shopify_down_is_retried_then_dead_with_an_alert(
     [alert] = alerts.alerts
     assert alert["kind"] == "fulfillment_dead" and "1042" in alert["subject"]
     assert "00340434161094042557" in alert["body"]
+
+
+def test_a_throttled_shopify_is_waited_for_and_the_push_goes_through(
+        app: Flask, sftp: SftpServer, sent: None, shopify: Any) -> None:
+    from tests.integration.test_shopify_api import (
+        OPEN_AT_WAREHOUSE,
+        created,
+        fulfillment_orders,
+        fulfillments,
+        throttled,
+    )
+
+    drop(sftp, "csv_partial.csv")
+    poll(app, api_channels={"shopify"})
+    shopify.reply("OrderHubOrderFulfillments", throttled(requested=60, available=10))
+    shopify.reply("OrderHubOrderFulfillments", fulfillments())
+    shopify.reply("OrderHubFulfillmentOrders", fulfillment_orders(OPEN_AT_WAREHOUSE))
+    shopify.reply("OrderHubFulfillmentCreate", created(255858047))
+    from tests.integration.test_shopify_api import FakeClock
+
+    clock = FakeClock()
+
+    stats = dispatcher(app, apis={"shopify": admin(clock)}).run(once=True)
+
+    assert stats.pushed == 1 and stats.retried == 0
+    assert len(shopify.calls("OrderHubOrderFulfillments")) == 2
+    assert clock.sleeps and clock.sleeps[0] >= 0.5, "the client waited for the bucket"
+    assert shipments(app)[0].push_status == "pushed"
+
+
+def test_a_supplier_with_its_own_column_names(app: Flask, sftp: SftpServer, sent: None,
+                                              tmp_path: Path, config: dict[str, str]) -> None:
+    from app import create_app
+
+    suppliers = Path(config["SUPPLIERS_FILE"])
+    suppliers.write_text(suppliers.read_text().replace(
+        'shipments_path = ', 'shipment_columns = { po_number = "Bestellung", sku = "Artikel", '
+        'quantity = "Menge", tracking_number = "Sendungsnummer" }\nshipments_path = '))
+    german = create_app(config)
+    (sftp.root / FOLDER / "lieferung.csv").write_text(
+        "Bestellung;Artikel;Menge;Sendungsnummer\nshopify-1042-agriest;AG-TRWL;1;00340434\n")
+    try:
+        assert poll(german).applied == 1
+    finally:
+        hub_of(german).db.dispose()
+    assert shipped(app)["AG-TRWL"] == 1
+    assert shipments(app)[0].tracking_number == "00340434"

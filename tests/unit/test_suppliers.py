@@ -163,3 +163,17 @@ transport = "file:///y"
         ".part", True, "/outbound/acks", 4 * 3600)
     assert (b.temp_suffix, b.direct_upload, b.acks_path, b.ack_timeout_seconds) == (
         ".tmp", False, None, None)
+
+
+def test_shipment_columns(tmp_path: Path) -> None:
+    book = load_suppliers(write(tmp_path, """
+[suppliers.a]
+transport = "file:///x"
+shipment_columns = { po_number = "Order", tracking_number = "Tracking No." }
+"""), {}, required=True)
+    assert dict(book.by_key["a"].shipment_columns) == {"po_number": "Order",
+                                                       "tracking_number": "Tracking No."}
+    with pytest.raises(ConfigError) as caught:
+        load_suppliers(write(tmp_path, '[suppliers.a]\ntransport = "file:///x"\n'
+                             'shipment_columns = { parcel = "P" }\n'), {}, required=True)
+    assert caught.value.name == "suppliers.a.shipment_columns.parcel"
