@@ -9,6 +9,7 @@ import sys
 import threading
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
@@ -78,12 +79,13 @@ def build_dispatcher(services: Hub) -> Dispatcher:
                            cap_seconds=settings.retry_cap_seconds,
                            give_up_after=timedelta(hours=settings.give_up_hours),
                            lease_seconds=settings.lease_seconds),
-        transports=default_transports(services.env), alerts=services.alerts,
+        transports=default_transports(services.env, shadow_dir=settings.shadow_dir),
+        alerts=services.alerts,
         threads=settings.dispatch_threads, batch=settings.dispatch_batch,
         poll_seconds=settings.dispatch_poll_seconds,
         breaker=CircuitBreaker(failures=settings.breaker_failures,
                                cooldown=settings.breaker_cooldown_seconds),
-        folders=folder_transports(services.env),
+        folders=folder_transports(services.env, shadow_dir=settings.shadow_dir),
         ack_poll_seconds=settings.ack_poll_seconds, apis=services.apis,
         sync_targets=services.sync_targets,
         sync_overlap=timedelta(hours=settings.orders_sync_overlap_hours))
@@ -108,6 +110,24 @@ def db_current() -> None:
     click.echo(f"database: {current or 'empty'}  code: {head}")
     if current != head:
         sys.exit(1)
+
+
+@db_cli.command("backup")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--keep", type=click.IntRange(min=1),
+              help="With a folder: keep only the newest N backups there.")
+def db_backup(path: Path, keep: int | None) -> None:
+    """Copy the SQLite database to PATH (a file, or a folder for a timestamped file) while
+    OrderHub runs."""
+    from app.backup import BackupError, backup_sqlite
+
+    try:
+        result = backup_sqlite(hub().settings.database_url, path, now=utcnow(), keep=keep)
+    except BackupError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2 if "pg_dump" in str(exc) else 1)
+    click.echo(f"backup written: {result.path} ({result.size} bytes)"
+               + (f"; removed {len(result.removed)} older" if result.removed else ""))
 
 
 @db_cli.command("revision")
@@ -202,11 +222,56 @@ def suppliers_check(name: str | None) -> None:
         sys.exit(2)
     failed = 0
     for supplier in chosen:
-        result = check_supplier(supplier, folder_transports(services.env))
+        result = check_supplier(supplier, folder_transports(
+            services.env, shadow_dir=services.settings.shadow_dir))
         click.echo("\n".join(describe(result)))
         failed += not result.ok
     if failed:
         click.echo(f"{failed} of {len(chosen)} supplier(s) failed the check", err=True)
+        sys.exit(1)
+
+
+@suppliers_cli.command("diff")
+@click.argument("name")
+@click.option("--samples", type=click.Path(exists=True, file_okay=False),
+              help="Folder of the supplier's sample files (default: its `samples` setting).")
+def suppliers_diff(name: str, samples: str | None) -> None:
+    """Compare the files written for NAME in shadow mode with the supplier's samples."""
+    from pathlib import Path
+
+    from app.shadow import diff_folders
+
+    services = hub()
+    supplier = services.purchasing.book.get(name)
+    if supplier is None:
+        click.echo(f"error: no supplier {name!r}", err=True)
+        sys.exit(2)
+    folder = samples or supplier.samples
+    if folder is None or not Path(folder).is_dir():
+        click.echo(f"error: no samples for {name}: set samples = \"FOLDER\" in its table or "
+                   "pass --samples FOLDER", err=True)
+        sys.exit(2)
+    ours = Path(services.settings.shadow_dir) / supplier.key / "inbound"
+    if supplier.mode != "shadow":
+        click.echo(f"note: {name} is not in shadow mode (mode = \"{supplier.mode}\"); "
+                   f"comparing what is in {ours}")
+    results = diff_folders(ours, Path(folder))
+    if not results:
+        click.echo(f"error: {folder} holds no sample files", err=True)
+        sys.exit(2)
+    differing = 0
+    for result in results:
+        head = f"{result.sample} <-> {result.ours or '(nothing of ours)'}"
+        if not result.differences:
+            click.echo(f"{head}: same shape")
+            continue
+        differing += 1
+        click.echo(f"{head}:")
+        for line in result.differences:
+            click.echo(f"  {line}")
+    click.echo(f"{len(results) - differing} of {len(results)} sample(s) match what OrderHub "
+               f"writes for {name}")
+    if differing:
         sys.exit(1)
 
 
@@ -259,7 +324,9 @@ def shipments_poll(only: str | None) -> None:
         click.echo(f"error: no supplier {only!r}", err=True)
         sys.exit(2)
     run = poll_shipments(db=services.db, book=services.purchasing.book,
-                         folders=folder_transports(services.env), alerts=services.alerts,
+                         folders=folder_transports(services.env,
+                                                   shadow_dir=services.settings.shadow_dir),
+                         alerts=services.alerts,
                          now=utcnow, api_channels=set(services.apis),
                          settle_seconds=services.settings.shipments_settle_seconds, only=only)
     click.echo(f"shipments: {run.files} file(s), {run.applied} applied ({run.shipments} "

@@ -54,6 +54,7 @@ class Settings:
     ack_poll_seconds: float = 60.0
     shipments_settle_seconds: float = 2.0
     orders_sync_overlap_hours: float = 2.0
+    shadow_dir: str = "var/shadow"
     alerts: AlertSettings = field(default_factory=AlertSettings)
 
     def __repr__(self) -> str:  # never print secrets, even in a traceback
@@ -110,6 +111,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ack_poll_seconds=_positive_float(env, "DISPATCH_ACK_POLL_SECONDS", 60.0),
         shipments_settle_seconds=_non_negative_float(env, "SHIPMENTS_SETTLE_SECONDS", 2.0),
         orders_sync_overlap_hours=_positive_float(env, "ORDERS_SYNC_OVERLAP_HOURS", 2.0),
+        shadow_dir=_optional(env, "SHADOW_DIR") or "var/shadow",
         alerts=alert_settings_from_env(env),
     )
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Table, select, update
@@ -41,10 +42,12 @@ from app.outbox import Job, RetryPolicy
 from app.purchasing import Purchasing, route_order
 from app.reconcile import DEFAULT_OVERLAP, SyncTarget, sync_orders, sync_since
 from app.suppliers import Supplier, SupplierBook
-from app.transports import Transport, TransportError, transport_for
+from app.transports import LocalFolderTransport, Transport, TransportError, transport_for
 from app.types import utcnow
 
 log = logging.getLogger(__name__)
+
+DEFAULT_SHADOW_DIR = "var/shadow"
 
 # Lane names with a ':' can never be a supplier's (supplier keys are letters, digits, - and _).
 ACKS = "acks:"              # the acknowledgement poll's slot among the busy lanes
@@ -54,18 +57,26 @@ CHANNEL_LANE = "channel:"   # lanes of channel jobs: "channel:shopify"
 TransportFactory = Callable[[Supplier], Transport]
 
 
-def default_transports(env: Mapping[str, str]) -> TransportFactory:
+def default_transports(env: Mapping[str, str], *,
+                       shadow_dir: str = DEFAULT_SHADOW_DIR) -> TransportFactory:
     """Transports as `suppliers.toml` describes them, passwords from `env`."""
-    folders = folder_transports(env)
+    folders = folder_transports(env, shadow_dir=shadow_dir)
 
     def build(supplier: Supplier) -> Transport:
         return folders(supplier, None)
     return build
 
 
-def folder_transports(env: Mapping[str, str]) -> Callable[[Supplier, str | None], Transport]:
-    """Like `default_transports`, for any folder of the supplier's server (None: its own)."""
+def folder_transports(env: Mapping[str, str], *, shadow_dir: str = DEFAULT_SHADOW_DIR
+                      ) -> Callable[[Supplier, str | None], Transport]:
+    """Like `default_transports`, for any folder of the supplier's server (None: its own).
+    A supplier in shadow mode gets a local folder under `shadow_dir/<supplier>/` instead, so
+    nothing ever reaches (or is read from) its real server."""
     def build(supplier: Supplier, folder: str | None) -> Transport:
+        if supplier.mode == "shadow":
+            inner = (folder or "inbound").strip("/") or "inbound"
+            return LocalFolderTransport(Path(shadow_dir) / supplier.key / inner,
+                                        temp_suffix=supplier.temp_suffix)
         password = env.get(supplier.password_env) if supplier.password_env else None
         return transport_for(supplier, password=password, folder=folder)
     return build
@@ -151,6 +162,8 @@ class Dispatcher:
         self.clock = clock
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.apis: Mapping[str, ChannelApi] = apis or {}
+        # A paused supplier's purchase orders wait, untried (so never dead), until it resumes.
+        self.paused = {s.key for s in self.book.suppliers if s.mode == "paused"}
         self.sync_targets: Mapping[str, SyncTarget] = sync_targets or {}
         self.sync_overlap = sync_overlap
         # Acknowledgements are read by the dispatcher too, when a supplier has `acks_path`.
@@ -188,7 +201,8 @@ class Dispatcher:
                     with self.db.read_session() as session:
                         lanes = outbox.due_lanes(
                             session, now=now, limit=free,
-                            exclude=(busy.keys() - {ACKS}) | self.breaker.open_lanes(now))
+                            exclude=(busy.keys() - {ACKS}) | self.breaker.open_lanes(now)
+                            | self.paused)
                     for lane in lanes:
                         busy[lane] = pool.submit(self._work_lane, lane, stats, stop)
                 if once and not busy and not lanes:

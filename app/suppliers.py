@@ -25,7 +25,8 @@ SCHEMES = ("sftp", "ftps", "file")
 KEYS = frozenset({
     "name", "transport", "password_env", "key_file", "host_key", "format", "shipments_path",
     "stock_feed", "sku_prefixes", "vendors", "skus", "sku_file", "default", "ca_file",
-    "temp_suffix", "direct_upload", "acks_path", "ack_timeout", "shipment_columns",
+    "temp_suffix", "direct_upload", "acks_path", "ack_timeout", "shipment_columns", "mode",
+    "samples",
 })
 # The columns of a CSV shipment notice, which a supplier may name differently.
 SHIPMENT_COLUMNS = frozenset({"po_number", "sku", "quantity", "carrier", "tracking_number",
@@ -60,6 +61,8 @@ class Supplier:
     acks_path: str | None = None           # where the supplier puts PO acknowledgements
     ack_timeout_seconds: float | None = None   # alert when a sent PO is not acknowledged by then
     shipment_columns: tuple[tuple[str, str], ...] = ()  # (our name, the supplier's CSV column)
+    mode: str = "live"                     # live | shadow (files to a local folder) | paused
+    samples: str | None = None             # the supplier's sample files, for `suppliers diff`
     sku_prefixes: tuple[str, ...] = ()
     vendors: tuple[str, ...] = ()          # casefolded
     skus: frozenset[str] = frozenset()     # from `skus` and `sku_file`, normalized
@@ -183,9 +186,28 @@ def _supplier(key: str, table: Any, env: Mapping[str, str], base: Path) -> Suppl
         ack_timeout_seconds=(parse_duration(f"{where}.ack_timeout", ack_timeout)
                              if ack_timeout else None),
         shipment_columns=_shipment_columns(where, table.get("shipment_columns", {})),
+        mode=_mode(where, text("mode")),
+        samples=_relative(text("samples"), base),
     )
     _check_transport(where, supplier, env)
     return supplier
+
+
+MODES = ("live", "shadow", "paused")
+
+
+def _mode(where: str, mode: str | None) -> str:
+    if mode is None:
+        return "live"
+    if mode not in MODES:
+        raise ConfigError(f"{where}.mode", f"{mode!r} is not one of {', '.join(MODES)}")
+    return mode
+
+
+def _relative(path: str | None, base: Path) -> str | None:
+    if path is None:
+        return None
+    return path if os.path.isabs(path) else str(base / path)
 
 
 def _shipment_columns(where: str, raw: Any) -> tuple[tuple[str, str], ...]:
