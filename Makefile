@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint bench send-test-webhook clean
+.PHONY: run serve test lint bench send-test-webhook clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,13 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 .env:
 	$(BIN)/python deploy/make_dev_env.py .env.example .env
 
-## run: migrate the SQLite database and serve OrderHub on http://$(HOST):$(PORT)
+## run: the demo: OrderHub (web, dispatcher, timers) on SQLite with a demo shop, a local SFTP
+## server and two demo suppliers, on http://127.0.0.1:$(PORT); Ctrl-C stops all of it
 run: $(VENV)/.runtime .env
+	exec $(BIN)/python deploy/demo.py --port $(PORT)
+
+## serve: only the web app: migrate the SQLite database and serve on http://$(HOST):$(PORT)
+serve: $(VENV)/.runtime .env
 	$(BIN)/flask --app wsgi db upgrade
 	@$(BIN)/python deploy/make_dev_env.py --banner http://$(HOST):$(PORT)
 	exec $(BIN)/gunicorn -c deploy/gunicorn.conf.py --bind $(HOST):$(PORT) wsgi:app
