@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from app.alerts import AlertSink
 from app.db import Database
 from app.documents.acks import AckInvalid, Acknowledgement, parse_acknowledgement
 from app.models import InboundFile, Order, OrderStatus, PoStatus, PurchaseOrder
+from app.purchasing import lock_orders
 from app.suppliers import Supplier, SupplierBook
 from app.transports import Transport, TransportError
 
@@ -51,7 +53,9 @@ class AckUnusable(Exception):
 
 def poll_acknowledgements(*, db: Database, book: SupplierBook,
                           transports: Callable[[Supplier, str | None], Transport],
-                          alerts: AlertSink, now: Callable[[], datetime]) -> AckRun:
+                          alerts: AlertSink, now: Callable[[], datetime],
+                          settle_seconds: float = 2.0,
+                          sleep: Callable[[float], None] = time.sleep) -> AckRun:
     """Read every supplier's `acks_path`, apply what is there, and alert on overdue ones."""
     run = AckRun()
     for supplier in book.suppliers:
@@ -59,7 +63,7 @@ def poll_acknowledgements(*, db: Database, book: SupplierBook,
             continue
         try:
             with transports(supplier, supplier.acks_path) as folder:
-                _read_folder(db, supplier, folder, alerts, now, run)
+                _read_folder(db, supplier, folder, alerts, now, run, settle_seconds, sleep)
         except TransportError as exc:
             run.errors.append(supplier.key)
             log.warning("acknowledgements of %s: %s", supplier.key, exc)
@@ -68,16 +72,29 @@ def poll_acknowledgements(*, db: Database, book: SupplierBook,
 
 
 def _read_folder(db: Database, supplier: Supplier, folder: Transport, alerts: AlertSink,
-                 now: Callable[[], datetime], run: AckRun) -> None:
-    for name in folder.list_names():
-        if name.startswith(".") or name.lower().endswith(UNFINISHED_SUFFIXES):
+                 now: Callable[[], datetime], run: AckRun, settle_seconds: float,
+                 sleep: Callable[[float], None]) -> None:
+    names = [n for n in folder.list_names()
+             if not n.startswith(".") and not n.lower().endswith(UNFINISHED_SUFFIXES)]
+    if not names:
+        return
+    # An acknowledgement still being written grows between two looks: next poll.
+    before = {name: _size(folder, name) for name in names}
+    if settle_seconds > 0:
+        sleep(settle_seconds)
+    for name in names:
+        if before[name] is None or _size(folder, name) != before[name]:
             continue
         try:
             data = folder.download(name, max_bytes=MAX_ACK_BYTES)
         except TransportError as exc:
-            if exc.retryable:
+            if exc.retryable or not exc.file_specific:
                 raise
-            log.warning("acknowledgement %s of %s cannot be read: %s", name, supplier.key, exc)
+            run.quarantined += 1   # too big, or gone: a person must look, once
+            alerts.alert(f"acknowledgement {name} from {supplier.key} could not be read",
+                         f"Supplier: {supplier.key}\nFile: {name}\nReason: {exc}",
+                         kind="ack_quarantined", ref=name)
+            folder.archive(name, "error")
             continue
         run.files += 1
         outcome = _apply_file(db, supplier, name, data, now())
@@ -101,6 +118,13 @@ def _read_folder(db: Database, supplier: Supplier, folder: Transport, alerts: Al
                          "is kept in OrderHub and moved to error/ on the supplier's server.",
                          kind="ack_quarantined", ref=name)
         folder.archive(name, "error" if error else "processed")
+
+
+def _size(folder: Transport, name: str) -> int | None:
+    try:
+        return folder.size(name)
+    except ValueError:  # a name our transports refuse (e.g. with a backslash): leave it
+        return None
 
 
 def _apply_file(db: Database, supplier: Supplier, name: str, data: bytes, now: datetime
@@ -152,6 +176,7 @@ def _apply(session: Session, supplier: Supplier, ack: Acknowledgement, now: date
         raise AckUnusable(f"no purchase order {ack.po_number}{which} was sent to "
                           f"{supplier.key}")
     po = candidates[0]
+    lock_orders(session, [po.order_id])
     po.status = PoStatus.REJECTED if ack.status == "rejected" else PoStatus.ACKNOWLEDGED
     po.ack_status = ack.status
     po.acknowledged_at = ack.issued_at or now

@@ -4,6 +4,7 @@ non-zero when that service failed."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 
 def register(app: Flask) -> None:
-    for group in (db_cli, orders_cli, suppliers_cli, po_cli, shipments_cli):
+    for group in (db_cli, orders_cli, suppliers_cli, po_cli, shipments_cli, stock_cli):
         app.cli.add_command(group)
     app.cli.add_command(dispatch)
 
@@ -87,6 +88,8 @@ def build_dispatcher(services: Hub) -> Dispatcher:
                                cooldown=settings.breaker_cooldown_seconds),
         folders=folder_transports(services.env, shadow_dir=settings.shadow_dir),
         ack_poll_seconds=settings.ack_poll_seconds, apis=services.apis,
+        ack_settle_seconds=settings.shipments_settle_seconds,
+        stock_rules=services.stock_rules,
         sync_targets=services.sync_targets,
         sync_overlap=timedelta(hours=settings.orders_sync_overlap_hours))
 
@@ -373,4 +376,48 @@ def orders_sync(since: str | None) -> None:
                                                        if run.error else ""))
         failed += run.status != "ok"
     if failed:
+        sys.exit(1)
+
+
+stock_cli = AppGroup("stock", help="Stock from suppliers' feeds to every channel.")
+
+
+@stock_cli.command("sync")
+@click.option("--dry-run", is_flag=True, help="Read and compute, push nothing; print the diff.")
+@click.option("--supplier", "only", help="Only this supplier's feed.")
+@click.option("--accept-feed", "accept", metavar="NAME",
+              help="Apply NAME's feed even though a guard held it (after checking it).")
+def stock_sync(dry_run: bool, only: str | None, accept: str | None) -> None:
+    """Read suppliers' stock feeds and push changed quantities (the timer runs this)."""
+    from stock.sync import sync_stock
+
+    services = hub()
+    book = services.purchasing.book
+    for name in (only, accept):
+        if name is not None and book.get(name) is None:
+            click.echo(f"error: no supplier {name!r}", err=True)
+            sys.exit(2)
+    steps = [s.key for s in book.suppliers if s.stock_feed and only in (None, s.key)]
+    steps += list(services.inventory)
+    interactive = sys.stdout.isatty()   # a progress bar in a terminal, one line otherwise
+    with open(os.devnull, "w") as quiet, click.progressbar(
+            length=len(steps), label="stock sync", file=sys.stdout if interactive else quiet,
+            show_pos=True) as bar:
+        run = sync_stock(db=services.db, book=book,
+                         folders=folder_transports(services.env,
+                                                   shadow_dir=services.settings.shadow_dir),
+                         apis=services.inventory, rules=services.stock_rules,
+                         alerts=services.alerts, now=utcnow, dry_run=dry_run, only=only,
+                         accept_feed=accept, progress=lambda _step: bar.update(1))
+    for feed in run.feeds:
+        if feed.status not in ("ok", "dry-run"):
+            click.echo(f"{feed.supplier}: {feed.status}: {feed.reason}")
+        for problem in feed.problems:
+            click.echo(f"{feed.supplier}: {problem}")
+    if dry_run:
+        for push in run.pushes:
+            for line in push.diff:
+                click.echo(f"{push.channel} {line}")
+    click.echo(run.summary())
+    if run.failed:
         sys.exit(1)

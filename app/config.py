@@ -16,6 +16,8 @@ from sqlalchemy.exc import ArgumentError
 from app.alerts import AlertSettings, alert_settings_from_env
 from app.db import normalize_url
 from app.errors import ConfigError
+from app.logs import LOG_FORMATS
+from app.metrics import check_multiprocess, count_in_shared_folder
 
 DEFAULT_DATABASE_URL = "sqlite:///var/orderhub.db"
 MIN_SECRET_LENGTH = 16
@@ -34,6 +36,8 @@ class Settings:
     sqlite_busy_timeout_ms: int = 15_000
     db_pool_size: int = 10
     log_level: str = "INFO"
+    log_format: str = "text"                # LOG_FORMAT: text or json (one object a line)
+    metrics_token: str | None = None        # unset: /metrics answers loopback clients only
     shopify_webhook_secrets: tuple[str, ...] = ()
     shopify_shop_domain: str | None = None
     suppliers_file: str = "suppliers.toml"
@@ -56,6 +60,10 @@ class Settings:
     orders_sync_overlap_hours: float = 2.0
     shadow_dir: str = "var/shadow"
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    # The demo channel (`make run`): off unless DEMO_MODE is true, and then it needs a secret.
+    demo_mode: bool = False
+    demo_webhook_secret: str | None = None
+    demo_dir: str = "var/demo"              # the demo shop's files (orders, fulfillments)
 
     def __repr__(self) -> str:  # never print secrets, even in a traceback
         url = make_url(self.database_url).render_as_string(hide_password=True)
@@ -80,9 +88,14 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     log_level = (env.get("LOG_LEVEL") or "INFO").upper()
     if log_level not in LOG_LEVELS:
         raise ConfigError("LOG_LEVEL", f"{log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    log_format = (env.get("LOG_FORMAT") or "text").strip().lower()
+    if log_format not in LOG_FORMATS:
+        raise ConfigError("LOG_FORMAT", f"{log_format!r} is not one of {', '.join(LOG_FORMATS)}")
+    check_multiprocess(env)
     dispatch_on = (env.get("DISPATCH_ON") or "paid").strip().lower()
     if dispatch_on not in ("paid", "created"):
         raise ConfigError("DISPATCH_ON", f"{dispatch_on!r} is not 'paid' or 'created'")
+    demo_mode = _bool(env, "DEMO_MODE", False)
     return Settings(
         suppliers_file=_optional(env, "SUPPLIERS_FILE") or "suppliers.toml",
         suppliers_file_required=_optional(env, "SUPPLIERS_FILE") is not None,
@@ -97,6 +110,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         sqlite_busy_timeout_ms=_positive_int(env, "SQLITE_BUSY_TIMEOUT_MS", 15_000),
         db_pool_size=_positive_int(env, "DB_POOL_SIZE", 10),
         log_level=log_level,
+        log_format=log_format,
+        metrics_token=_secret(env, "METRICS_TOKEN") if _optional(env, "METRICS_TOKEN") else None,
         shopify_webhook_secrets=secrets,
         shopify_shop_domain=_optional(env, "SHOPIFY_SHOP_DOMAIN"),
         dispatch_threads=_positive_int(env, "DISPATCH_THREADS", 4),
@@ -113,6 +128,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         orders_sync_overlap_hours=_positive_float(env, "ORDERS_SYNC_OVERLAP_HOURS", 2.0),
         shadow_dir=_optional(env, "SHADOW_DIR") or "var/shadow",
         alerts=alert_settings_from_env(env),
+        demo_mode=demo_mode,
+        demo_webhook_secret=_secret(env, "DEMO_WEBHOOK_SECRET") if demo_mode else None,
+        demo_dir=_optional(env, "DEMO_DIR") or "var/demo",
     )
 
 
@@ -122,7 +140,9 @@ def load_settings_from_environment() -> Settings:
 
     env_file = os.environ.get("ORDERHUB_ENV_FILE") or os.path.join(os.getcwd(), ".env")
     load_dotenv(env_file, override=False)
-    return load_settings(os.environ)
+    settings = load_settings(os.environ)
+    count_in_shared_folder()  # PROMETHEUS_MULTIPROC_DIR may have come from the file just now
+    return settings
 
 
 def _optional(env: Mapping[str, str], name: str) -> str | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -130,10 +131,23 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def schema_revisions(engine: Engine) -> tuple[str | None, str | None]:
     """(the database's current revision, the code's head revision)."""
-    from alembic.migration import MigrationContext
+    with engine.connect() as conn:
+        current = current_revision(conn)
+    return current, code_revisions()[0]
+
+
+@cache
+def code_revisions() -> tuple[str | None, frozenset[str]]:
+    """The code's head revision and every revision it knows. Read from the migrations folder
+    once per process: they change only with the code, and reading them parses every file."""
     from alembic.script import ScriptDirectory
 
-    head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
-    with engine.connect() as conn:
-        current = MigrationContext.configure(conn).get_current_revision()
-    return current, head
+    script = ScriptDirectory.from_config(alembic_config(""))
+    return script.get_current_head(), frozenset(r.revision for r in script.walk_revisions())
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The revision the database's schema is at (None before the first migration)."""
+    from alembic.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()

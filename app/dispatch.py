@@ -36,14 +36,16 @@ from app.breaker import CircuitBreaker
 from app.channels.base import ChannelApi, ChannelApiError
 from app.db import Database
 from app.errors import OrderHubError
+from app.logs import bind
 from app.metrics import DISPATCH_JOBS, DISPATCH_SECONDS
 from app.models import JobKind, Order, OrderStatus, PoStatus, PurchaseOrder
 from app.outbox import Job, RetryPolicy
-from app.purchasing import Purchasing, route_order
+from app.purchasing import Purchasing, lock_orders, route_order, settle_status
 from app.reconcile import DEFAULT_OVERLAP, SyncTarget, sync_orders, sync_since
 from app.suppliers import Supplier, SupplierBook
 from app.transports import LocalFolderTransport, Transport, TransportError, transport_for
 from app.types import utcnow
+from stock.levels import StockRules
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,11 @@ DEFAULT_SHADOW_DIR = "var/shadow"
 
 # Lane names with a ':' can never be a supplier's (supplier keys are letters, digits, - and _).
 ACKS = "acks:"              # the acknowledgement poll's slot among the busy lanes
-CHANNEL_LANE = "channel:"   # lanes of channel jobs: "channel:shopify"
+# Lanes of channel jobs: "channel:shopify" (fulfillments), "channel:shopify:stock",
+# "channel:shopify:sync" — each its own thread and circuit breaker, so a long orders sync or a
+# stock push never holds up fulfillments.
+CHANNEL_LANE = "channel:"
+STOCK_LANE = "stock:sync"   # `stock sync` runs asked for through the API
 
 
 TransportFactory = Callable[[Supplier], Transport]
@@ -148,7 +154,9 @@ class Dispatcher:
                  ack_poll_seconds: float = 60.0,
                  apis: Mapping[str, ChannelApi] | None = None,
                  sync_targets: Mapping[str, SyncTarget] | None = None,
-                 sync_overlap: timedelta = DEFAULT_OVERLAP) -> None:
+                 sync_overlap: timedelta = DEFAULT_OVERLAP,
+                 stock_rules: StockRules | None = None,
+                 ack_settle_seconds: float = 2.0) -> None:
         self.db = db
         self.purchasing = purchasing
         self.book: SupplierBook = purchasing.book
@@ -166,6 +174,8 @@ class Dispatcher:
         self.paused = {s.key for s in self.book.suppliers if s.mode == "paused"}
         self.sync_targets: Mapping[str, SyncTarget] = sync_targets or {}
         self.sync_overlap = sync_overlap
+        self.stock_rules = stock_rules
+        self.ack_settle_seconds = ack_settle_seconds
         # Acknowledgements are read by the dispatcher too, when a supplier has `acks_path`.
         self.folders = folders
         self.ack_poll_seconds = ack_poll_seconds
@@ -222,7 +232,8 @@ class Dispatcher:
 
         assert self.folders is not None
         run = poll_acknowledgements(db=self.db, book=self.book, transports=self.folders,
-                                    alerts=self.alerts, now=self.clock)
+                                    alerts=self.alerts, now=self.clock,
+                                    settle_seconds=self.ack_settle_seconds)
         if run.files or run.overdue_alerts or run.errors:
             log.info("acknowledgements: %d file(s), %d purchase order(s) updated, %d "
                      "quarantined, %d overdue alert(s)%s", run.files, run.applied,
@@ -233,6 +244,9 @@ class Dispatcher:
         """Claim and send this lane's due jobs, batch after batch, on one connection."""
         if lane.startswith(CHANNEL_LANE):
             self._work_channel(lane, stats, stop)
+            return
+        if lane == STOCK_LANE:
+            self._work_stock(stats)
             return
         transport: Transport | None = None
         try:
@@ -273,7 +287,7 @@ class Dispatcher:
 
     def _work_channel(self, lane: str, stats: RunStats, stop: threading.Event) -> None:
         """A channel's jobs (fulfillments to push), one call at a time."""
-        api = self.apis.get(lane.removeprefix(CHANNEL_LANE))
+        api = self.apis.get(_channel_of(lane))
         while not stop.is_set():
             now = self.clock()
             if lane in self.breaker.open_lanes(now):
@@ -290,7 +304,9 @@ class Dispatcher:
                         outbox.release(session, [j.id for j in jobs[i:]], now=self.clock())
                         session.commit()
                     return
-                if not self._channel_job(lane, api, job, stats):
+                with bind(job_id=job.id):  # on every line of this job's work
+                    channel_ok = self._channel_job(lane, api, job, stats)
+                if not channel_ok:
                     with self.db.session() as session:   # the channel is failing: later
                         for rest in jobs[i + 1:]:
                             outbox.retry_later(session, rest, now=self.clock(),
@@ -308,6 +324,8 @@ class Dispatcher:
         if job.kind == JobKind.SYNC_ORDERS:
             self._sync_job(lane, job, stats)
             return True
+        if job.kind == JobKind.PUSH_INVENTORY:
+            return self._inventory_job(lane, api, job, stats)
         if job.kind != JobKind.PUSH_FULFILLMENT:
             with self.db.session() as session:
                 outbox.cancel(session, job.id, now=self.clock(),
@@ -324,7 +342,7 @@ class Dispatcher:
             return True
         try:
             if api is None:
-                raise ChannelApiError(f"no API configured for {lane.removeprefix(CHANNEL_LANE)}"
+                raise ChannelApiError(f"no API configured for {_channel_of(lane)}"
                                       " (set its access token)", retryable=True)
             result = fulfillment.push(api, plan)
         except ChannelApiError as exc:
@@ -351,7 +369,7 @@ class Dispatcher:
             DISPATCH_JOBS.labels(job.kind, "dead").inc()
             self.alerts.alert(
                 f"fulfillment for order {plan.order_number} could not be pushed",
-                f"Channel: {lane.removeprefix(CHANNEL_LANE)}\nOrder: {plan.order_number}\n"
+                f"Channel: {_channel_of(lane)}\nOrder: {plan.order_number}\n"
                 f"Shipment: {plan.shipment_id}\nTracking: {plan.push.tracking_number or '-'}\n"
                 f"Error: {exc}\n\nNothing more will be tried for it automatically.",
                 kind="fulfillment_dead", ref=str(plan.shipment_id))
@@ -367,9 +385,78 @@ class Dispatcher:
         DISPATCH_JOBS.labels(job.kind, "pushed").inc()
         return True
 
+    def _work_stock(self, stats: RunStats) -> None:
+        """`stock sync` runs asked for through the API, one at a time."""
+        from stock.sync import sync_stock
+
+        while True:
+            now = self.clock()
+            with self.db.session() as session:
+                jobs = outbox.claim_due_jobs(session, owner=self.owner, now=now,
+                                             policy=self.policy, lane=STOCK_LANE, limit=1)
+                session.commit()
+            if not jobs:
+                return
+            [job] = jobs
+            if self.folders is None or self.stock_rules is None:
+                with self.db.session() as session:
+                    outbox.cancel(session, job.id, now=now, reason="stock is not set up here")
+                    session.commit()
+                continue
+            inventory = {name: api for name, api in self.apis.items()
+                         if hasattr(api, "set_quantities")}
+            try:
+                run = sync_stock(db=self.db, book=self.book, folders=self.folders,
+                                 apis=inventory,  # type: ignore[arg-type]
+                                 rules=self.stock_rules, alerts=self.alerts, now=self.clock)
+            except ChannelApiError as exc:
+                self._job_failed(job, str(exc), stats)
+                continue
+            with self.db.session() as session:
+                outbox.complete(session, job.id, now=self.clock(), note=run.summary()[:500])
+                session.commit()
+
+    def _inventory_job(self, lane: str, api: ChannelApi | None, job: Job,
+                       stats: RunStats) -> bool:
+        """New quantities for the SKUs of an order just accepted (the oversell window)."""
+        from stock.levels import push_changed
+
+        name = _channel_of(lane)
+        skus = [str(s) for s in (job.data or {}).get("skus", [])]
+        now = self.clock()
+        if not hasattr(api, "set_quantities") or self.stock_rules is None:
+            with self.db.session() as session:
+                outbox.cancel(session, job.id, now=now,
+                              reason=f"{name} has no stock API configured")
+                session.commit()
+            stats.add("cancelled")
+            return True
+        try:
+            report = push_changed(self.db, channel=name, api=api,  # type: ignore[arg-type]
+                                  rules=self.stock_rules, skus=skus, reason="sale",
+                                  run=f"job-{job.id}", now=now)
+        except ChannelApiError as exc:
+            with self.db.session() as session:
+                due = outbox.retry_later(session, job, now=now, error=str(exc),
+                                         policy=self.policy)
+                session.commit()
+            stats.add("retried" if due else "dead")
+            if due is None:
+                self.alerts.alert(f"stock of {len(skus)} SKU(s) could not be pushed to {name}",
+                                  f"SKUs: {', '.join(skus[:50])}\nError: {exc}",
+                                  kind="inventory_dead", ref=str(job.id))
+            self.breaker.record_failure(lane, now)
+            return False
+        with self.db.session() as session:
+            outbox.complete(session, job.id, now=self.clock(),
+                            note=f"{report.pushed} of {report.changed} changed pushed")
+            session.commit()
+        stats.add("pushed", report.pushed)
+        return True
+
     def _sync_job(self, lane: str, job: Job, stats: RunStats) -> None:
         """An `orders sync` asked for through the API: one run, recorded in sync_runs."""
-        name = lane.removeprefix(CHANNEL_LANE)
+        name = _channel_of(lane)
         target = self.sync_targets.get(name)
         now = self.clock()
         with self.db.session() as session:
@@ -392,20 +479,54 @@ class Dispatcher:
 
     def _send_batch(self, transport: Transport, jobs: list[Job], stats: RunStats,
                     stop: threading.Event) -> None:
-        with self.db.read_session() as session:
-            snapshots = _snapshots(session, [j.target for j in jobs])
         for i, job in enumerate(jobs):
             if stop.is_set():
                 with self.db.session() as session:
                     outbox.release(session, [j.id for j in jobs[i:]], now=self.clock())
                     session.commit()
                 return
+            if not self._renew(job):
+                continue   # our lease ran out and another dispatcher has this job now
+            with self.db.read_session() as session:
+                snapshot = _snapshots(session, [job.target]).get(job.target)
             try:
-                self._send_one(transport, job, snapshots.get(job.target), stats)
+                with bind(job_id=job.id, po_id=job.target):  # on every line of this job's work
+                    self._send_one(transport, job, snapshot, stats)
             except _LaneBroken as broken:
                 self._lane_failed(job.lane, jobs[i:], broken.error, stats)
                 return
+            except Exception as exc:  # a bug or an unexpected reply: this job only, retried
+                log.exception("job %s for %s failed unexpectedly", job.id, job.target)
+                self._job_failed(job, f"unexpected {type(exc).__name__}: {exc}", stats)
         self.breaker.record_success(jobs[0].lane)
+
+    def _renew(self, job: Job) -> bool:
+        with self.db.session() as session:
+            mine = outbox.renew(session, job.id, owner=self.owner, now=self.clock(),
+                                policy=self.policy)
+            session.commit()
+        return mine
+
+    def _job_failed(self, job: Job, error: str, stats: RunStats) -> None:
+        """One job failed in a way nobody foresaw: retry it with backoff, and give up (with
+        an alert) after the usual time, rather than let it block its lane."""
+        with self.db.session() as session:
+            due = outbox.retry_later(session, job, now=self.clock(), error=error,
+                                     policy=self.policy)
+            session.commit()
+        if due is not None:
+            stats.add("retried")
+        elif job.kind == JobKind.SEND_PO:
+            self._bury(job.lane, [job], error, stats, buried=True)
+        else:
+            stats.add("dead")
+            if job.kind == JobKind.PUSH_FULFILLMENT:
+                from shipment import fulfillment
+
+                fulfillment.record_dead(self.db, uuid.UUID(job.target))
+            self.alerts.alert(f"{job.kind} job for {job.target} gave up",
+                              f"Lane: {job.lane}\nJob: {job.id}\nError: {error}",
+                              kind=f"{job.kind}_dead", ref=str(job.id))
 
     def _send_one(self, transport: Transport, job: Job, po: _Snapshot | None,
                   stats: RunStats) -> None:
@@ -442,7 +563,7 @@ class Dispatcher:
             session.commit()
         stats.add("already_present" if result == "already_present" else "sent")
         DISPATCH_JOBS.labels(job.kind, result).inc()
-        DISPATCH_SECONDS.observe(max(0.0, (now - po.created_at).total_seconds()))
+        DISPATCH_SECONDS.labels(job.lane).observe(max(0.0, (now - po.created_at).total_seconds()))
         log.info("purchase order %s v%s (%s) to %s: %s as %s (job %s)", po.po_number,
                  po.version, po.id, job.lane, result, name, job.id)
 
@@ -451,14 +572,13 @@ class Dispatcher:
         the supplier has the version we read, so that is recorded as sent, and routing runs
         again to send the difference as a change (or cancel) document."""
         pos = _po_table()
-        if session.get_bind().dialect.name == "postgresql":
-            # Routing locks the order first; so do we, so the two never deadlock.
-            session.execute(select(Order.id).where(Order.id == po.order_id).with_for_update())
+        lock_orders(session, [po.order_id])   # routing locks the order first; so do we
         marked = session.execute(
             update(pos).where(pos.c.id == po.id, pos.c.status == PoStatus.PENDING,
                               pos.c.sha256 == po.sha256)
             .values(status=PoStatus.SENT, sent_at=now, error=None, updated_at=now))
         if marked.rowcount == 1:  # type: ignore[attr-defined]
+            settle_status(session, po.order_id, now)
             return
         current = session.execute(select(pos.c.status, pos.c.sha256)
                                   .where(pos.c.id == po.id)).one_or_none()
@@ -508,6 +628,9 @@ class Dispatcher:
         po_ids = [uuid.UUID(j.target) for j in jobs if j.kind == JobKind.SEND_PO
                   and not (j.data or {}).get("file_name")]
         with self.db.session() as session:
+            if po_ids:
+                lock_orders(session, session.execute(
+                    select(pos.c.order_id).where(pos.c.id.in_(po_ids))).scalars())
             if not buried:
                 outbox.bury(session, [j.id for j in jobs], now=now, error=error)
             if po_ids:
@@ -544,6 +667,11 @@ def _snapshots(session: Session, targets: list[str]) -> dict[str, _Snapshot]:
     fields = [pos.c[name] for name in _Snapshot.__dataclass_fields__]
     rows = session.execute(select(*fields).where(pos.c.id.in_(ids)))
     return {str(row.id): _Snapshot(**row._mapping) for row in rows}
+
+
+def _channel_of(lane: str) -> str:
+    """"channel:shopify", "channel:shopify:stock" -> "shopify"."""
+    return lane.removeprefix(CHANNEL_LANE).split(":")[0]
 
 
 def _po_table() -> Table:

@@ -83,6 +83,8 @@ class JobStatus:
 class JobKind:
     SEND_PO = "send_po"
     PUSH_FULFILLMENT = "push_fulfillment"
+    PUSH_INVENTORY = "push_inventory"
+    SYNC_STOCK = "sync_stock"
     SYNC_ORDERS = "sync_orders"
 
 
@@ -336,3 +338,70 @@ class SyncRun(Base):
     unchanged: Mapped[int] = mapped_column(Integer, default=0)   # already known (duplicate/stale)
     quarantined: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class StockLevel(Base):
+    """What one supplier's last trusted feed says it has of a SKU (all warehouses summed)."""
+
+    __tablename__ = "stock_levels"
+    __table_args__ = (UniqueConstraint("supplier", "sku", name="uq_stock_levels_supplier_sku"),
+                      Index("ix_stock_levels_sku", "sku"))
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    supplier: Mapped[str] = mapped_column(String(64))
+    sku: Mapped[str] = mapped_column(String(255))
+    quantity: Mapped[int] = mapped_column(Integer)
+    as_of: Mapped[datetime]                      # the feed's time (as_of, else file mtime)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StockFeed(Base):
+    """The state of one supplier's stock feed: trusted, held for an operator, or stale."""
+
+    __tablename__ = "stock_feeds"
+
+    supplier: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))      # ok | held | stale | failed
+    reason: Mapped[str | None] = mapped_column(Text)
+    feed_at: Mapped[datetime | None]                     # the feed's own time
+    read_at: Mapped[datetime | None]
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    skus: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    bad_rows: Mapped[int] = mapped_column(Integer, default=0)
+    held_content: Mapped[bytes | None] = mapped_column(LargeBinary)  # the feed awaiting --accept
+
+
+class ChannelListing(Base):
+    """How a SKU is known on a channel, the last quantity pushed there, and its overrides."""
+
+    __tablename__ = "channel_listings"
+    __table_args__ = (UniqueConstraint("channel", "sku", name="uq_channel_listings_channel_sku"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    channel: Mapped[str] = mapped_column(String(32))
+    sku: Mapped[str] = mapped_column(String(255))
+    refs: Mapped[dict[str, Any] | None]                  # e.g. inventory item and location ids
+    last_pushed: Mapped[int | None] = mapped_column(Integer)
+    last_pushed_at: Mapped[datetime | None]
+    buffer: Mapped[int | None] = mapped_column(Integer)  # per-SKU overrides of the rule
+    percent: Mapped[int | None] = mapped_column(Integer)
+    max_quantity: Mapped[int | None] = mapped_column(Integer)
+    manual_quantity: Mapped[int | None] = mapped_column(Integer)   # an operator's fixed value
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class InventoryLog(Base):
+    """Every quantity change pushed (or overridden) for a SKU on a channel, and why."""
+
+    __tablename__ = "inventory_log"
+    __table_args__ = (Index("ix_inventory_log_sku_at", "sku", "at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    sku: Mapped[str] = mapped_column(String(255))
+    channel: Mapped[str] = mapped_column(String(32))
+    before: Mapped[int | None] = mapped_column(Integer)
+    after: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(255))
+    run: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -110,6 +110,17 @@ def claim_due_jobs(session: Session, *, owner: str, now: datetime, policy: Retry
     return [Job(**row._mapping) for row in rows]
 
 
+def renew(session: Session, job_id: uuid.UUID, *, owner: str, now: datetime,
+          policy: RetryPolicy) -> bool:
+    """Extend `owner`'s lease on a job it is about to work on; False when the lease was lost
+    (it expired and another dispatcher claimed the job): then leave the job alone."""
+    t = _table()
+    result = session.execute(update(t).where(
+        t.c.id == job_id, t.c.lease_owner == owner, t.c.status == JobStatus.RUNNING)
+        .values(lease_until=now + timedelta(seconds=policy.lease_seconds), updated_at=now))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def due_lanes(session: Session, *, now: datetime, exclude: Collection[str] = (),
               limit: int = 10) -> list[str]:
     """Lanes that have due jobs, the one waiting longest first."""
@@ -154,15 +165,17 @@ def retry_later(session: Session, job: Job, *, now: datetime, error: str, policy
     return due
 
 
-def release(session: Session, job_ids: Iterable[uuid.UUID], *, now: datetime) -> None:
-    """Hand claimed jobs back untried (the dispatcher is stopping): due now, no attempt used."""
+def release(session: Session, job_ids: Iterable[uuid.UUID], *, now: datetime,
+            due: datetime | None = None) -> None:
+    """Hand claimed jobs back untried (the dispatcher is stopping, or their lane is failing):
+    due at `due` (default now), no attempt used."""
     ids = list(job_ids)
     if not ids:
         return
     t = _table()
     session.execute(update(t).where(t.c.id.in_(ids), t.c.status == JobStatus.RUNNING).values(
         status=JobStatus.PENDING, attempts=t.c.attempts - 1, lease_owner=None,
-        lease_until=None, next_attempt_at=now, updated_at=now))
+        lease_until=None, next_attempt_at=due or now, updated_at=now))
 
 
 def has_open_job(session: Session, *, kind: str, target: str) -> bool:

@@ -44,6 +44,7 @@ from app.models import (
     JobKind,
     LineRouting,
     Order,
+    OrderLine,
     OrderStatus,
     PoStatus,
     PurchaseOrder,
@@ -66,6 +67,9 @@ class Purchasing:
     buyer: Party
     dispatch_on: str = "paid"           # paid | created
     accept_test_orders: bool = False
+    # Channels whose stock OrderHub keeps: an accepted order re-pushes its SKUs' quantities
+    # there at once (push_inventory jobs), not at the next stock sync.
+    inventory_channels: tuple[str, ...] = ()
 
 
 @dataclass
@@ -130,6 +134,16 @@ def route_order(
         for po in writes
         if po.row.get("status") == PoStatus.PENDING and (po.is_new or po.status != PoStatus.PENDING)
     ])
+    if writes and purchasing.inventory_channels:
+        # What is reserved for this order changed with its purchase orders: every channel
+        # listing these SKUs gets their new quantity within seconds.
+        skus = sorted({line.sku for line in lines if line.sku and line.routing in (
+            LineRouting.ROUTED, LineRouting.NEEDS_MAPPING)})
+        if skus:
+            insert_jobs(session, [
+                job_row(kind=JobKind.PUSH_INVENTORY, target=str(order_id),
+                        lane=f"channel:{channel}:stock", now=now, data={"skus": skus})
+                for channel in purchasing.inventory_channels])
 
     result.unrouted = sum(1 for line in lines
                           if line.routing == LineRouting.NEEDS_MAPPING and line.quantity > 0)
@@ -206,6 +220,43 @@ def shipping_status(lines: Iterable[tuple[int, int]]) -> str | None:
     if all(shipped >= quantity for quantity, shipped in wanted):
         return OrderStatus.SHIPPED
     return OrderStatus.PARTIALLY_SHIPPED
+
+
+def lock_orders(session: Session, order_ids: Iterable[uuid.UUID]) -> None:
+    """On PostgreSQL, take the orders' row locks first, in id order, as routing does, so that
+    work touching an order's lines or purchase orders never deadlocks with routing."""
+    ids = sorted(set(order_ids))
+    if ids and session.get_bind().dialect.name == "postgresql":
+        session.execute(select(Order.id).where(Order.id.in_(ids)).order_by(Order.id)
+                        .with_for_update())
+
+
+def settle_status(session: Session, order_id: uuid.UUID, now: datetime) -> None:
+    """An order `needs_attention` only while something needs a person: a line without a
+    supplier, or a supplier's latest purchase order failed or rejected. Once that is resolved
+    (a resend went through, say), it is routed / shipped again."""
+    order = session.get(Order, order_id)
+    if order is None or order.status not in (OrderStatus.NEEDS_ATTENTION, OrderStatus.ROUTED,
+                                             OrderStatus.PARTIALLY_SHIPPED):
+        return
+    lines = list(session.execute(select(OrderLine).where(OrderLine.order_id == order_id))
+                 .scalars())
+    if order.status == OrderStatus.NEEDS_ATTENTION:
+        if any(line.routing == LineRouting.NEEDS_MAPPING and line.quantity > 0
+               for line in lines):
+            return
+        latest: dict[str, str] = {}
+        for supplier, status in session.execute(
+                select(PurchaseOrder.supplier, PurchaseOrder.status)
+                .where(PurchaseOrder.order_id == order_id).order_by(PurchaseOrder.version)):
+            latest[supplier] = status
+        if any(status in (PoStatus.FAILED, PoStatus.REJECTED) for status in latest.values()):
+            return
+    status = shipping_status((line.quantity, line.shipped_quantity) for line in lines
+                             if line.routing == LineRouting.ROUTED) or OrderStatus.ROUTED
+    if status != order.status:
+        order.status = status
+        order.updated_at = now
 
 
 def find_purchase_order(session: Session, ref: str) -> PurchaseOrder | None:

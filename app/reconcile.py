@@ -9,6 +9,7 @@ its own transaction: one bad order does not lose the others. Every run is kept i
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from sqlalchemy import select
 
 from app.channels.base import Channel, ChannelApi, ChannelApiError, Delivery
 from app.db import Database
+from app.errors import PayloadInvalid
 from app.intake import Outcome, receive_delivery
 from app.models import Order, SyncRun
 from app.purchasing import Purchasing
@@ -44,6 +46,22 @@ def sync_since(db: Database, channel: str, *, now: datetime,
     return (last - overlap) if last is not None else (now - FIRST_RUN_WINDOW)
 
 
+def _before_our_time(channel: Channel, raw_body: bytes, since: datetime) -> bool:
+    """An order OrderHub never saw that was placed before the window, or that the channel
+    already fulfilled, is history (a tag or a refund touched it): taking it in would send
+    its purchase orders to suppliers again."""
+    try:
+        order = channel.parse_order(json.loads(raw_body))
+    except (PayloadInvalid, ValueError):
+        return False   # let the intake quarantine it, with the reason
+    if order.placed_at < since or order.fulfillment_status == "fulfilled":
+        log.info("orders sync: order %s (placed %s, %s) is older than OrderHub's window; "
+                 "not taken in", order.number, order.placed_at.isoformat(timespec="minutes"),
+                 order.fulfillment_status or "unfulfilled")
+        return True
+    return False
+
+
 def sync_orders(db: Database, target: SyncTarget, *, purchasing: Purchasing, since: datetime,
                 now: datetime) -> SyncRun:
     """Read every order updated since `since` and take in what OrderHub does not have."""
@@ -67,6 +85,9 @@ def sync_orders(db: Database, target: SyncTarget, *, purchasing: Purchasing, sin
                 known = stored is not None
                 if stored is not None and stored.source_updated_at >= fetched.updated_at:
                     counts["unchanged"] += 1   # we have this version, or a newer one
+                    continue
+                if not known and _before_our_time(target.channel, fetched.raw_body, since):
+                    counts["unchanged"] += 1
                     continue
                 result = receive_delivery(session, channel=target.channel, delivery=delivery,
                                           raw_body=fetched.raw_body, purchasing=purchasing)

@@ -26,12 +26,14 @@ KEYS = frozenset({
     "name", "transport", "password_env", "key_file", "host_key", "format", "shipments_path",
     "stock_feed", "sku_prefixes", "vendors", "skus", "sku_file", "default", "ca_file",
     "temp_suffix", "direct_upload", "acks_path", "ack_timeout", "shipment_columns", "mode",
-    "samples",
+    "samples", "stock_columns", "max_feed_age", "stale_action", "max_total_drop",
+    "max_zero_flip",
 })
 # The columns of a CSV shipment notice, which a supplier may name differently.
 SHIPMENT_COLUMNS = frozenset({"po_number", "sku", "quantity", "carrier", "tracking_number",
                               "tracking_url", "shipped_at", "line_number", "supplier_sku",
                               "shipment_id"})
+STOCK_COLUMNS = frozenset({"sku", "quantity", "warehouse", "eta", "as_of"})
 HOST_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
                   "ecdsa-sha2-nistp521", "rsa-sha2-256", "rsa-sha2-512")
 
@@ -63,6 +65,11 @@ class Supplier:
     shipment_columns: tuple[tuple[str, str], ...] = ()  # (our name, the supplier's CSV column)
     mode: str = "live"                     # live | shadow (files to a local folder) | paused
     samples: str | None = None             # the supplier's sample files, for `suppliers diff`
+    stock_columns: tuple[tuple[str, str], ...] = ()   # (our name, the supplier's feed column)
+    max_feed_age_seconds: float | None = None   # an older feed is not trusted (default 48 h)
+    stale_action: str = "hold"             # hold (keep last good values) | zero
+    max_total_drop: float = 0.5            # a feed dropping total stock more is held
+    max_zero_flip: float = 0.25            # a feed sending more SKUs to zero is held
     sku_prefixes: tuple[str, ...] = ()
     vendors: tuple[str, ...] = ()          # casefolded
     skus: frozenset[str] = frozenset()     # from `skus` and `sku_file`, normalized
@@ -185,8 +192,16 @@ def _supplier(key: str, table: Any, env: Mapping[str, str], base: Path) -> Suppl
         acks_path=acks_path,
         ack_timeout_seconds=(parse_duration(f"{where}.ack_timeout", ack_timeout)
                              if ack_timeout else None),
-        shipment_columns=_shipment_columns(where, table.get("shipment_columns", {})),
+        shipment_columns=_columns(where, "shipment_columns", table.get("shipment_columns", {}),
+                                  SHIPMENT_COLUMNS),
         mode=_mode(where, text("mode")),
+        stock_columns=_columns(where, "stock_columns", table.get("stock_columns", {}),
+                               STOCK_COLUMNS),
+        max_feed_age_seconds=(parse_duration(f"{where}.max_feed_age", age)
+                              if (age := text("max_feed_age")) else None),
+        stale_action=_choice(where, "stale_action", text("stale_action"), ("hold", "zero")),
+        max_total_drop=_fraction(where, "max_total_drop", table.get("max_total_drop", 0.5)),
+        max_zero_flip=_fraction(where, "max_zero_flip", table.get("max_zero_flip", 0.25)),
         samples=_relative(text("samples"), base),
     )
     _check_transport(where, supplier, env)
@@ -210,20 +225,34 @@ def _relative(path: str | None, base: Path) -> str | None:
     return path if os.path.isabs(path) else str(base / path)
 
 
-def _shipment_columns(where: str, raw: Any) -> tuple[tuple[str, str], ...]:
+def _columns(where: str, key: str, raw: Any, known: frozenset[str]
+             ) -> tuple[tuple[str, str], ...]:
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}.shipment_columns",
-                          'must be a table, e.g. { po_number = "PO", tracking_number = "Track" }')
+        raise ConfigError(f"{where}.{key}",
+                          'must be a table, e.g. { sku = "Artikel", quantity = "Menge" }')
     pairs = []
     for ours, theirs in raw.items():
-        if ours not in SHIPMENT_COLUMNS:
-            raise ConfigError(f"{where}.shipment_columns.{ours}",
-                              f"unknown column (known: {', '.join(sorted(SHIPMENT_COLUMNS))})")
+        if ours not in known:
+            raise ConfigError(f"{where}.{key}.{ours}",
+                              f"unknown column (known: {', '.join(sorted(known))})")
         if not isinstance(theirs, str) or not theirs.strip():
-            raise ConfigError(f"{where}.shipment_columns.{ours}",
-                              "must be the supplier's column name")
+            raise ConfigError(f"{where}.{key}.{ours}", "must be the supplier's column name")
         pairs.append((ours, theirs.strip()))
     return tuple(pairs)
+
+
+def _choice(where: str, key: str, value: str | None, allowed: tuple[str, ...]) -> str:
+    if value is None:
+        return allowed[0]
+    if value not in allowed:
+        raise ConfigError(f"{where}.{key}", f"{value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _fraction(where: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ConfigError(f"{where}.{key}", "must be a fraction between 0 and 1, e.g. 0.5")
+    return float(value)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")

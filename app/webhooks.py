@@ -10,6 +10,7 @@ from flask import Blueprint, Response, jsonify, request
 from app.errors import SignatureInvalid
 from app.hub import hub
 from app.intake import receive_delivery
+from app.logs import bind
 from app.metrics import INGEST_SECONDS, WEBHOOK_DELIVERIES
 
 log = logging.getLogger(__name__)
@@ -31,17 +32,18 @@ def receive(channel_name: str) -> tuple[Response, int]:
         log.warning("%s webhook refused from %s: %s", channel_name, request.remote_addr, exc)
         return jsonify(error="invalid signature"), 401
 
-    with services.db.session() as session:
+    with bind(delivery_id=delivery.delivery_id), services.db.session() as session:
         result = receive_delivery(session, channel=channel, delivery=delivery, raw_body=raw_body,
                                   purchasing=services.purchasing)
         session.commit()
 
     WEBHOOK_DELIVERIES.labels(channel_name, result.outcome.value).inc()
     INGEST_SECONDS.labels(channel_name).observe(time.perf_counter() - started)
-    log.info(
-        "%s delivery %s (%s) %s event=%s order=%s", channel_name, delivery.delivery_id,
-        delivery.topic, result.outcome.value, result.event_id, result.order_id,
-    )
+    with bind(delivery_id=delivery.delivery_id, order_id=result.order_id):
+        log.info(
+            "%s delivery %s (%s) %s event=%s order=%s", channel_name, delivery.delivery_id,
+            delivery.topic, result.outcome.value, result.event_id, result.order_id,
+        )
     body = {"status": result.outcome.value}
     if result.event_id:
         body["event_id"] = str(result.event_id)

@@ -18,25 +18,25 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import outbox
 from app.alerts import AlertSink
 from app.db import Database
+from app.logs import bind
+from app.metrics import SHIPMENTS_APPLIED
 from app.models import (
     InboundFile,
     JobKind,
-    LineRouting,
     Order,
     OrderLine,
-    OrderStatus,
     PoStatus,
     PurchaseOrder,
     Shipment,
 )
-from app.purchasing import shipping_status
+from app.purchasing import settle_status
 from app.suppliers import Supplier, SupplierBook
 from app.transports import Transport, TransportError
 from app.types import new_id
@@ -102,48 +102,54 @@ def _poll_folder(db: Database, supplier: Supplier, folder: Transport,
     if not names:
         return
     # A file still being written grows between two looks: leave it for the next run.
-    before = {name: folder.size(name) for name in names}
+    before = {name: _size(folder, name) for name in names}
     if settle_seconds > 0:
         sleep(settle_seconds)
     for name in names:
-        if folder.size(name) != before[name] or before[name] is None:
+        if before[name] is None or _size(folder, name) != before[name]:
             run.skipped += 1
-            log.info("shipment notice %s of %s is still being written; next run", name,
-                     supplier.key)
+            log.info("shipment notice %s of %s is still being written (or unreadable); "
+                     "next run", name, supplier.key)
             continue
         try:
-            data = folder.download(name, max_bytes=MAX_NOTICE_BYTES)
+            data: bytes | None = folder.download(name, max_bytes=MAX_NOTICE_BYTES)
+            error = None
         except TransportError as exc:
             if exc.retryable or not exc.file_specific:
                 raise
-            data = None
-            error = str(exc)
+            data, error = None, str(exc)
         run.files += 1
-        if data is None:
-            outcome: _Outcome | None = _Outcome(error=error)
-        else:
-            outcome = _import_file(db, supplier, name, data, now(), api_channels)
-        if outcome is None:  # applied by an earlier run that could not move it
-            folder.archive(name, "processed")
-            continue
+        outcome = (_Outcome(error=error) if data is None
+                   else _import_file(db, supplier, name, data, now(), api_channels))
         for message in outcome.notes:
             alerts.alert(f"shipment notice {name} from {supplier.key}: more than ordered",
                          f"Supplier: {supplier.key}\nFile: {name}\n{message}\n\nWhat was "
                          "ordered has been applied; the rest was not.",
                          kind="shipment_excess", ref=name)
         if outcome.error is None:
-            run.applied += 1
-            run.shipments += outcome.shipments
+            if not outcome.seen:
+                run.applied += 1
+                run.shipments += outcome.shipments
+                SHIPMENTS_APPLIED.labels(supplier.key).inc(outcome.shipments)
             folder.archive(name, "processed")
             continue
         run.quarantined += 1
+        if not outcome.seen:   # alerted once, before the move (which may fail)
+            alerts.alert(f"shipment notice {name} from {supplier.key} could not be used",
+                         f"Supplier: {supplier.key}\nFile: {name}\nReason: {outcome.error}"
+                         "\n\nNothing from it was applied. The file is kept in OrderHub and "
+                         "is moved to error/ on the supplier's server.",
+                         kind="shipment_quarantined", ref=name)
         moved = folder.archive(name, "error")
         _write_reason(supplier, folders, moved, outcome.error)
-        alerts.alert(f"shipment notice {name} from {supplier.key} could not be used",
-                     f"Supplier: {supplier.key}\nFile: {name}\nReason: {outcome.error}\n\n"
-                     "Nothing from it was applied. The file is kept in OrderHub and was moved "
-                     f"to {moved} on the supplier's server.", kind="shipment_quarantined",
-                     ref=name)
+
+
+def _size(folder: Transport, name: str) -> int | None:
+    try:
+        return folder.size(name)
+    except ValueError:  # a name our transports refuse (e.g. with a backslash): leave it
+        log.warning("shipment notice %r: not a plain file name; left alone", name)
+        return None
 
 
 def _write_reason(supplier: Supplier, folders: FolderTransports, moved: str,
@@ -162,39 +168,55 @@ class _Outcome:
     shipments: int = 0
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    seen: bool = False          # recorded by an earlier run (which could not move the file)
 
 
 def _import_file(db: Database, supplier: Supplier, name: str, data: bytes, now: datetime,
-                 api_channels: Collection[str]) -> _Outcome | None:
-    """Record and apply one file in one transaction; None when it was recorded before."""
+                 api_channels: Collection[str]) -> _Outcome:
+    """Record and apply one file in one transaction (a file with the same bytes recorded
+    before, under any name, is only reported as seen)."""
     digest = hashlib.sha256(data).hexdigest()
-    outcome = _Outcome()
-    with db.session() as session:
-        seen = session.execute(select(InboundFile.id).where(
+    with db.read_session() as session:
+        earlier = session.execute(select(InboundFile.status, InboundFile.error).where(
             InboundFile.supplier == supplier.key, InboundFile.kind == KIND,
-            InboundFile.name == name, InboundFile.sha256 == digest)).first()
-        if seen is not None:
-            return None
+            InboundFile.sha256 == digest)).first()
+    if earlier is not None:
+        log.info("shipment notice %s of %s: these bytes were recorded before", name,
+                 supplier.key)
+        return _Outcome(error=earlier.error if earlier.status == "quarantined" else None,
+                        seen=True)
+    # Parse before the write transaction: a big file must not hold the write lock.
+    try:
+        notices = parse_notice(data, name=name, columns=_columns(supplier))
+        problem: str | None = None
+    except NoticeInvalid as exc:
+        notices, problem = [], str(exc)
+    except Exception as exc:  # a parser bug must not stop every supplier's poll
+        log.exception("shipment notice %s of %s could not be parsed", name, supplier.key)
+        notices, problem = [], f"unreadable ({type(exc).__name__}: {exc})"
+    outcome = _Outcome(error=problem)
+    with db.session() as session:
         record = InboundFile(id=new_id(), supplier=supplier.key, kind=KIND, name=name,
                              sha256=digest, size=len(data), content=data, received_at=now,
-                             status="applied")
+                             status="quarantined" if problem else "applied", error=problem)
         session.add(record)
         session.flush()
-        try:
-            with session.begin_nested():
-                notices = parse_notice(data, name=name, columns=_columns(supplier))
-                for notice in notices:
-                    excess = _apply(session, supplier, notice, record.id, now, api_channels)
-                    outcome.shipments += 1
-                    outcome.notes.extend(excess)
-        except (NoticeInvalid, NoticeUnusable) as exc:
-            outcome = _Outcome(error=str(exc))
-            record.status, record.error = "quarantined", str(exc)
+        if problem is None:
+            try:
+                with session.begin_nested():
+                    for notice in notices:
+                        excess = _apply(session, supplier, notice, record.id, now,
+                                        api_channels)
+                        outcome.shipments += 1
+                        outcome.notes.extend(excess)
+            except NoticeUnusable as exc:
+                outcome = _Outcome(error=str(exc))
+                record.status, record.error = "quarantined", str(exc)
         try:
             session.commit()
         except IntegrityError:
             session.rollback()
-            return None
+            return _Outcome(seen=True)
     if outcome.error:
         log.error("shipment notice %s from %s quarantined: %s", name, supplier.key,
                   outcome.error)
@@ -212,9 +234,15 @@ def _apply(session: Session, supplier: Supplier, notice: ShipmentNotice,
            file_id: uuid.UUID, now: datetime, api_channels: Collection[str]) -> list[str]:
     """Apply one notice; returns what it said beyond the order (applied up to the order)."""
     po = _find_po(session, supplier, notice)
+    with bind(po_id=po.id, order_id=po.order_id):  # on every line about this notice
+        return _apply_to(session, supplier, notice, po, file_id, now, api_channels)
+
+
+def _apply_to(session: Session, supplier: Supplier, notice: ShipmentNotice, po: PurchaseOrder,
+              file_id: uuid.UUID, now: datetime, api_channels: Collection[str]) -> list[str]:
     order = session.get(Order, po.order_id)
     assert order is not None
-    if notice.shipment_id and _seen_shipment(session, po, notice):
+    if _seen_shipment(session, po, notice):
         return []
     order_lines = {line.position + 1: line for line in session.execute(
         select(OrderLine).where(OrderLine.order_id == po.order_id)).scalars()}
@@ -257,13 +285,8 @@ def _apply(session: Session, supplier: Supplier, notice: ShipmentNotice,
     if push:
         outbox.enqueue(session, kind=JobKind.PUSH_FULFILLMENT, target=str(shipment.id),
                        lane=f"channel:{order.channel}", now=now)
-    if order.status in (OrderStatus.ROUTED, OrderStatus.PARTIALLY_SHIPPED):
-        session.flush()
-        status = shipping_status(
-            (line.quantity, line.shipped_quantity) for line in order_lines.values()
-            if line.routing == LineRouting.ROUTED) or order.status
-        session.execute(update(Order).where(Order.id == order.id)
-                        .values(status=status, updated_at=now))
+    session.flush()
+    settle_status(session, order.id, now)
     excess = allocation.excess
     return [f"purchase order {po.po_number}: " + "; ".join(excess)] if excess else []
 
@@ -272,13 +295,20 @@ def _seen_shipment(session: Session, po: PurchaseOrder, notice: ShipmentNotice) 
     """A shipment id applied before (the supplier sent it again, or an update of it): its
     lines are never counted twice; an update may still correct the tracking before it is
     pushed."""
+    numbers = ", ".join(p.tracking_number for p in notice.packages if p.tracking_number)
+    if notice.shipment_id:
+        same = Shipment.supplier_shipment_id == notice.shipment_id
+    elif numbers:   # no shipment id: the same tracking number(s) for this PO is the same parcel
+        same = Shipment.tracking_number == numbers
+    else:
+        return False
     earlier = session.execute(select(Shipment).where(
-        Shipment.purchase_order_id == po.id,
-        Shipment.supplier_shipment_id == notice.shipment_id)).scalars().first()
+        Shipment.purchase_order_id == po.id, same)).scalars().first()
     if earlier is None:
         return False
+    if not notice.shipment_id and not _same_lines(notice, earlier):
+        return False   # another notice for the same parcel, saying something else
     package = notice.packages[0] if notice.packages else None
-    numbers = ", ".join(p.tracking_number for p in notice.packages if p.tracking_number)
     if (notice.operation == "update" and package is not None and earlier.push_status != "pushed"
             and numbers and numbers != earlier.tracking_number):
         earlier.tracking_number = numbers
@@ -290,6 +320,20 @@ def _seen_shipment(session: Session, po: PurchaseOrder, notice: ShipmentNotice) 
         log.info("shipment %s of %s was applied before; not applied again",
                  notice.shipment_id, po.po_number)
     return True
+
+
+def _same_lines(notice: ShipmentNotice, earlier: Shipment) -> bool:
+    """Whether a notice repeats what an earlier shipment recorded (line by line)."""
+    if not notice.lines:
+        return False
+    recorded = [(d.get("line_number"), (d.get("sku") or "").casefold(), int(d["quantity"]))
+                for d in earlier.lines]
+    for line in notice.lines:
+        sku = (line.sku or line.supplier_sku or "").casefold()
+        if not any(qty == line.quantity and (number == line.line_number or (sku and sku == s))
+                   for number, s, qty in recorded):
+            return False
+    return len(notice.lines) == len(recorded)
 
 
 def _find_po(session: Session, supplier: Supplier, notice: ShipmentNotice) -> PurchaseOrder:

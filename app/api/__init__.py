@@ -41,4 +41,4 @@ def bad_request(exc: BadRequest) -> tuple[Response, int]:
     return jsonify(error=str(exc)), 400
 
 
-from app.api import orders, outbox, purchase_orders  # noqa: E402,F401  (registers the routes on bp)
+from app.api import inventory, orders, outbox, purchase_orders  # noqa: E402,F401  (registers the routes on bp)

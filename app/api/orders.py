@@ -199,7 +199,7 @@ def request_sync() -> tuple[Response, int]:
     now = utcnow()
     with services.db.session() as session:
         jobs = {name: str(outbox.enqueue(session, kind=JobKind.SYNC_ORDERS, target=name,
-                                         lane=f"channel:{name}", now=now,
+                                         lane=f"channel:{name}:sync", now=now,
                                          data={"since": since}))
                 for name in services.sync_targets}
         session.commit()

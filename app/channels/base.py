@@ -5,7 +5,7 @@ No Flask, no database: a channel turns the platform's bytes into these dataclass
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -160,6 +160,43 @@ class ChannelApi(Protocol):
 
     def orders_updated_since(self, since: datetime) -> Iterator[FetchedOrder]:
         """Every order updated at or after `since`, oldest change first."""
+        ...
+
+
+@dataclass(frozen=True)
+class Listing:
+    """How a SKU is known on a channel for stock (for Shopify: inventory item and location)."""
+
+    sku: str
+    inventory_item_id: str
+    location_id: str
+
+
+@dataclass(frozen=True)
+class QuantityChange:
+    listing: Listing
+    quantity: int                      # the absolute quantity the channel may sell
+    compare_quantity: int | None       # what we last pushed, when known (compare-and-set)
+
+
+@dataclass(frozen=True)
+class SetResult:
+    applied: tuple[str, ...]                              # SKUs set
+    mismatched: tuple[tuple[str, int | None], ...] = ()   # (SKU, what the channel really had)
+    errors: tuple[str, ...] = ()
+
+
+class InventoryApi(Protocol):
+    """A channel's stock API: adding a channel is a module implementing this, nothing else."""
+
+    def lookup_listings(self, skus: Sequence[str], *,
+                        location_id: str | None = None) -> dict[str, Listing]:
+        """The channel's ids for these SKUs (those it does not list are absent)."""
+        ...
+
+    def set_quantities(self, changes: Sequence[QuantityChange], *, reason: str = "correction",
+                       reference: str | None = None, idempotency_key: str) -> SetResult:
+        """Set absolute available quantities; raise `ChannelApiError` if the call fails."""
         ...
 
 

@@ -4,7 +4,7 @@ Public API (names are stable; the lead wires them into the channel protocol):
 
 - `ShopifyAdmin(shop_domain, access_token, *, api_version="2026-10", base_url=None, session=None,
   timeout=(5.0, 30.0), notify_customer=True, clock=time.monotonic, sleep=time.sleep,
-  max_attempts=5)`; `ShopifyAdmin.from_settings(settings, *, session=None)`.
+  max_attempts=5, location_id=None)`; `ShopifyAdmin.from_settings(settings, *, session=None)`.
 - `.fulfillment_orders(order_id) -> list[FulfillmentOrder]` (GraphQL `order.fulfillmentOrders`).
 - `.create_fulfillment(order_id, shipped, tracking, notify_customer=None) -> FulfillmentResult`:
   `shipped` holds (line item id, quantity) with the REST numeric `line_items[].id` that OrderHub
@@ -13,6 +13,10 @@ Public API (names are stable; the lead wires them into the channel protocol):
 - `.push_fulfillment(order_external_id, shipment: ShipmentPush) -> PushResult`: the
   `app.channels.base.ChannelApi` protocol on top of `create_fulfillment` (`orders_updated_since`
   is its other half).
+- `.lookup_listings(skus, *, location_id=None) -> dict[str, Listing]` and
+  `.set_quantities(changes, *, reason, reference, idempotency_key) -> SetResult`: the
+  `app.channels.base.InventoryApi` protocol, in `shopify_inventory` (SHOPIFY_LOCATION_ID is the
+  `location_id` default).
 - `ShopifyApiSettings`, `shopify_api_settings_from_env(env)` (from `shopify_settings`);
   `Tracking`, `FulfillmentOrder`, `FulfillmentResult` (from `shopify_fulfillment`).
 - Errors: `ShopifyApiError`, a `app.channels.base.ChannelApiError` (`retryable`) with the HTTP
@@ -48,14 +52,22 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import requests
 
-from app.channels.base import ChannelApiError, FetchedOrder, PushResult, ShipmentPush
+from app.channels.base import (
+    ChannelApiError,
+    FetchedOrder,
+    Listing,
+    PushResult,
+    QuantityChange,
+    SetResult,
+    ShipmentPush,
+)
 from app.channels.shopify_fulfillment import (
     FulfillmentOrder,
     FulfillmentOrderLine,
@@ -66,6 +78,7 @@ from app.channels.shopify_fulfillment import (
     plan_fulfillment,
 )
 from app.channels.shopify_http import AdminTransport, ShopifyApiError, json_list, json_object
+from app.channels.shopify_inventory import ShopifyInventory
 from app.channels.shopify_settings import (
     DEFAULT_API_VERSION,
     ShopifyApiSettings,
@@ -150,6 +163,7 @@ class ShopifyAdmin:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         max_attempts: int = 5,
+        location_id: str | None = None,
     ) -> None:
         if not access_token:
             raise ValueError("ShopifyAdmin needs an access token")
@@ -160,13 +174,16 @@ class ShopifyAdmin:
         self._http = AdminTransport(self.base_url, access_token, api_version=api_version,
                                     session=session or requests.Session(), timeout=timeout,
                                     clock=clock, sleep=sleep, max_attempts=max_attempts)
+        self._inventory = ShopifyInventory(self._http, api_version=api_version,
+                                           location_id=location_id)
 
     @classmethod
     def from_settings(cls, settings: ShopifyApiSettings, *,
                       session: requests.Session | None = None) -> ShopifyAdmin:
         return cls(settings.shop_domain, settings.access_token, api_version=settings.api_version,
                    base_url=settings.api_base_url, session=session,
-                   notify_customer=settings.notify_customer)
+                   notify_customer=settings.notify_customer,
+                   location_id=settings.location_id)
 
     def __repr__(self) -> str:  # never the token
         return f"ShopifyAdmin(shop_domain={self.shop_domain!r}, base_url={self.base_url!r})"
@@ -338,6 +355,20 @@ class ShopifyAdmin:
             location_id=location.get("id") if isinstance(location.get("id"), str) else None,
             lines=tuple(_fulfillment_order_line(json_object(raw)) for raw in raw_lines),
         )
+
+    # ------------------------------------------------------------------ stock
+
+    def lookup_listings(self, skus: Sequence[str], *,
+                        location_id: str | None = None) -> dict[str, Listing]:
+        """`InventoryApi.lookup_listings`: each SKU's inventory item at the location (the given
+        one, SHOPIFY_LOCATION_ID, or the shop's only active one); unknown SKUs are absent."""
+        return self._inventory.lookup_listings(skus, location_id=location_id)
+
+    def set_quantities(self, changes: Sequence[QuantityChange], *, reason: str = "correction",
+                       reference: str | None = None, idempotency_key: str) -> SetResult:
+        """`InventoryApi.set_quantities`: `inventorySetQuantities` with `@idempotent`."""
+        return self._inventory.set_quantities(changes, reason=reason, reference=reference,
+                                              idempotency_key=idempotency_key)
 
     # ------------------------------------------------------------------ reconcile
 

@@ -33,9 +33,11 @@ from typing import Any
 import requests
 
 from app.channels.base import ChannelApiError
+from app.metrics import CHANNEL_API_ERRORS, CHANNEL_API_THROTTLES
 
 logger = logging.getLogger(__name__)
 
+CHANNEL = "shopify"  # the channel label of its metrics
 DEFAULT_QUERY_COST = 50.0
 MAX_WAIT_SECONDS = 60.0
 REST_LEAK_PER_SECOND = 2.0
@@ -114,6 +116,7 @@ class AdminTransport:
             payload = _json(response)
             self._note_cost(op, payload)
             if response.status_code == 429 or has_error_code(payload, "THROTTLED"):
+                CHANNEL_API_THROTTLES.labels(CHANNEL).inc()
                 failure = ShopifyApiError(f"Shopify throttled {op} (query cost rate limit)",
                                           retryable=True, status=response.status_code)
                 floor = _retry_after(response) or backoff(attempt)
@@ -128,6 +131,7 @@ class AdminTransport:
             assert payload is not None
             if payload.get("errors"):
                 if has_error_code(payload, "INTERNAL_SERVER_ERROR") and not mutation:
+                    CHANNEL_API_ERRORS.labels(CHANNEL, "server").inc()
                     failure = ShopifyApiError(
                         f"Shopify failed {op}: {self._detail(payload['errors'])}",
                         retryable=True)
@@ -136,6 +140,7 @@ class AdminTransport:
                 raise self._graphql_error(op, payload, scope_hint)
             data = payload.get("data")
             if not isinstance(data, dict):
+                CHANNEL_API_ERRORS.labels(CHANNEL, "rejected").inc()
                 raise ShopifyApiError(f"Shopify answered {op} without data", retryable=False)
             return data
         raise self._gave_up(failure)
@@ -165,6 +170,7 @@ class AdminTransport:
             self._note_call_limit(response)
             payload = _json(response)
             if response.status_code == 429:
+                CHANNEL_API_THROTTLES.labels(CHANNEL).inc()
                 failure = ShopifyApiError(f"Shopify rate-limited {op} (HTTP 429)",
                                           retryable=True, status=429)
                 floor = _retry_after(response) or backoff(attempt)
@@ -265,6 +271,7 @@ class AdminTransport:
         return " ".join(text.replace(self._token, "[redacted]").split())[:300]
 
     def _transport_error(self, op: str, exc: requests.RequestException) -> ShopifyApiError:
+        CHANNEL_API_ERRORS.labels(CHANNEL, "network").inc()
         kind = ("timed out" if isinstance(exc, requests.Timeout)
                 else "could not connect" if isinstance(exc, requests.ConnectionError)
                 else "failed")
@@ -272,6 +279,7 @@ class AdminTransport:
 
     def _server_error(self, op: str, response: requests.Response,
                       payload: dict[str, Any] | None) -> ShopifyApiError:
+        CHANNEL_API_ERRORS.labels(CHANNEL, "server").inc()
         status = response.status_code
         what = f"HTTP {status}" if status >= 500 else f"a non-JSON answer (HTTP {status})"
         errors = json_object(payload).get("errors")
@@ -281,6 +289,7 @@ class AdminTransport:
 
     def _http_error(self, op: str, response: requests.Response, payload: dict[str, Any] | None,
                     scope_hint: str) -> ShopifyApiError:
+        CHANNEL_API_ERRORS.labels(CHANNEL, "refused").inc()
         status = response.status_code
         errors = json_object(payload).get("errors")
         said = f" (Shopify said: {self._detail(errors)})" if errors else ""
@@ -303,6 +312,7 @@ class AdminTransport:
 
     def _graphql_error(self, op: str, payload: dict[str, Any],
                        scope_hint: str) -> ShopifyApiError:
+        CHANNEL_API_ERRORS.labels(CHANNEL, "rejected").inc()
         detail = self._detail(payload.get("errors"))
         if has_error_code(payload, "ACCESS_DENIED"):
             return ShopifyApiError(f"Shopify denied {op}: the app most likely lacks the "

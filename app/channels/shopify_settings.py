@@ -14,6 +14,9 @@ Read by `shopify_api_settings_from_env(env)` (re-exported by `app.channels.shopi
                          header.
 - SHOPIFY_NOTIFY_CUSTOMER  true/false (default true): whether Shopify e-mails the customer the
                          tracking details of each fulfillment.
+- SHOPIFY_LOCATION_ID    optional: the Shopify location whose `available` quantities stock sync
+                         sets, as gid://shopify/Location/123 or 123 (kept as the gid). Unset: the
+                         shop's only active location; with several, stock sync refuses to guess.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ _VERSION = re.compile(r"^\d{4}-(01|04|07|10)$")
 _MYSHOPIFY = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
 _HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 _TOKEN = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: it goes into a header
+LOCATION_GID = "gid://shopify/Location/"
+_LOCATION = re.compile(r"^(?:gid://shopify/Location/)?([1-9][0-9]{0,19})$")
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class ShopifyApiSettings:
     api_version: str = DEFAULT_API_VERSION
     base_url: str | None = None          # override of https://{shop}/admin/api/{version}
     notify_customer: bool = True
+    location_id: str | None = None       # gid://shopify/Location/...; None: the only active one
 
     @property
     def api_base_url(self) -> str:
@@ -58,6 +64,7 @@ def shopify_api_settings_from_env(env: Mapping[str, str]) -> ShopifyApiSettings 
     version = _api_version(env)
     base_url = _base_url(env)
     notify = _bool(env, "SHOPIFY_NOTIFY_CUSTOMER", True)
+    location = _location_id(env)
     token = env.get("SHOPIFY_ACCESS_TOKEN", "").strip()
     if not token:
         return None
@@ -70,6 +77,7 @@ def shopify_api_settings_from_env(env: Mapping[str, str]) -> ShopifyApiSettings 
         api_version=version,
         base_url=base_url,
         notify_customer=notify,
+        location_id=location,
     )
 
 
@@ -100,6 +108,19 @@ def _shop_domain(env: Mapping[str, str], *, overridden: bool) -> str:
         raise ConfigError(name, f"{raw!r} is not a *.myshopify.com domain (the Admin API is only "
                           "reached there; set SHOPIFY_API_BASE_URL to use another host)")
     return raw
+
+
+def _location_id(env: Mapping[str, str]) -> str | None:
+    name = "SHOPIFY_LOCATION_ID"
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    match = _LOCATION.match(raw)
+    if not match:
+        raise ConfigError(name, f"{raw!r} is not a Shopify location id: give the number from the "
+                          "location's admin URL (Settings > Locations) or its "
+                          "gid://shopify/Location/... id")
+    return LOCATION_GID + match[1]
 
 
 def _base_url(env: Mapping[str, str]) -> str | None:

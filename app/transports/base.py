@@ -13,8 +13,9 @@ import abc
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from types import TracebackType
-from typing import Literal, Protocol, Self
+from typing import BinaryIO, Literal, Protocol, Self
 
 from app.errors import OrderHubError
 
@@ -57,6 +58,16 @@ class Transport(Protocol):
 
     def size(self, name: str) -> int | None:
         """The size of the file `name`, or None when there is none."""
+        ...
+
+    def modified(self, name: str) -> datetime | None:
+        """When the file `name` was last written (aware UTC), if the server says."""
+        ...
+
+    def download_to(self, name: str, sink: BinaryIO, *,
+                    max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES) -> int:
+        """Write the file `name` into `sink` as it arrives (for files too big to hold in
+        memory); returns the number of bytes."""
         ...
 
     def download(self, name: str, *, max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES) -> bytes:
@@ -140,6 +151,38 @@ class AtomicFolderTransport(Transport):
 
     def identity(self) -> str | None:
         return None
+
+    def _modified(self, name: str) -> datetime | None:
+        return None
+
+    def _read_into(self, name: str, sink: BinaryIO) -> None:
+        sink.write(self._read(name))
+
+    def modified(self, name: str) -> datetime | None:
+        self._check_name(name)
+        with self._errors(f"look at {name}"):
+            self._prepare()
+            return self._modified(name)
+
+    def download_to(self, name: str, sink: BinaryIO, *,
+                    max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES) -> int:
+        self._check_name(name)
+        with self._errors(f"download {name}"):
+            self._prepare()
+            size = self._size(name)
+            if size is None:
+                raise TransportError(f"{name} is not in {self.where}", retryable=False,
+                                     file_specific=True)
+            if size > max_bytes:
+                raise TransportError(f"{name} in {self.where} is {size} bytes, more than the "
+                                     f"{max_bytes} accepted", retryable=False, file_specific=True)
+            start = sink.tell()
+            self._read_into(name, sink)
+            written = sink.tell() - start
+        if written != size:
+            raise TransportError(f"{name} in {self.where} changed while it was read ({size} "
+                                 f"then {written} bytes)", retryable=True, file_specific=True)
+        return written
 
     def size(self, name: str) -> int | None:
         self._check_name(name)

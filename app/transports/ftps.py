@@ -17,6 +17,8 @@ import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from typing import BinaryIO
 
 from app.transports.base import (
     DEFAULT_TEMP_SUFFIX,
@@ -286,6 +288,21 @@ class FtpsTransport(AtomicFolderTransport):
 
     def _prepare(self) -> None:
         self._connect()
+
+    def _modified(self, name: str) -> datetime | None:
+        try:
+            reply = self._session().voidcmd(f"MDTM {name}")   # "213 YYYYMMDDHHMMSS[.sss]"
+        except ftplib.error_perm:
+            return None
+        stamp = reply.split()[-1][:14]
+        try:
+            return datetime.strptime(stamp, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+        except ValueError:
+            return None
+
+    def _read_into(self, name: str, sink: BinaryIO) -> None:
+        self._session().retrbinary(f"RETR {name}", sink.write)
+        self._binary = True
 
     def _make_folder(self, subfolder: str) -> None:
         if self._entries().get(subfolder, "missing") in ("dir", None):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from app.transports.base import (
     DEFAULT_TEMP_SUFFIX,
@@ -46,6 +49,16 @@ class LocalFolderTransport(AtomicFolderTransport):
 
     def _prepare(self) -> None:
         self._ensure_folder()
+
+    def _modified(self, name: str) -> datetime | None:
+        try:
+            return datetime.fromtimestamp((self.folder / name).stat().st_mtime, UTC)
+        except FileNotFoundError:
+            return None
+
+    def _read_into(self, name: str, sink: BinaryIO) -> None:
+        with open(self.folder / name, "rb") as fh:
+            shutil.copyfileobj(fh, sink, 1024 * 1024)
 
     def _make_folder(self, subfolder: str) -> None:
         (self.folder / subfolder).mkdir(parents=True, exist_ok=True)

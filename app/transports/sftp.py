@@ -14,7 +14,8 @@ import socket
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from typing import Any, NoReturn
+from datetime import UTC, datetime
+from typing import Any, BinaryIO, NoReturn
 
 import paramiko
 
@@ -262,6 +263,16 @@ class SftpTransport(AtomicFolderTransport):
     def _remove(self, name: str) -> None:
         with suppress(FileNotFoundError):
             self._session().remove(self._path(name))
+
+    def _modified(self, name: str) -> datetime | None:
+        try:
+            mtime = self._session().stat(self._path(name)).st_mtime
+        except FileNotFoundError:
+            return None
+        return datetime.fromtimestamp(mtime, UTC) if mtime is not None else None
+
+    def _read_into(self, name: str, sink: BinaryIO) -> None:
+        self._session().getfo(self._path(name), sink, max_concurrent_prefetch_requests=64)
 
     def _make_folder(self, subfolder: str) -> None:
         sftp = self._session()

@@ -65,7 +65,8 @@ def dispatcher(app: Flask, alerts: RecordedAlerts, clock: Any = utcnow) -> Dispa
     hub = hub_of(app)
     return Dispatcher(db=hub.db, purchasing=hub.purchasing, policy=RetryPolicy(),
                       transports=default_transports(hub.env), alerts=alerts, clock=clock,
-                      folders=folder_transports(hub.env), poll_seconds=0.05)
+                      folders=folder_transports(hub.env), poll_seconds=0.05,
+                      ack_settle_seconds=0)
 
 
 @pytest.fixture

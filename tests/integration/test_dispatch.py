@@ -525,10 +525,14 @@ def test_resend_a_dead_purchase_order_after_the_fix(
     hub_of(app).env = {"AGRIEST_SFTP_PASSWORD": PASSWORD}
     result = app.test_cli_runner().invoke(args=["po", "resend", po.po_number])
     assert result.exit_code == 0, result.output
+    with hub_of(app).db.read_session() as s:
+        assert s.execute(select(Order.status)).scalar_one() == "needs_attention"
     stats = dispatcher(app).run(once=True)
     assert stats.sent == 1
     assert files(setup.inbound) == {AGRIEST_FILE: po.document}
     assert purchase_orders(app)["agriest/v1"].status == PoStatus.SENT
+    with hub_of(app).db.read_session() as s:   # nothing needs a person any more
+        assert s.execute(select(Order.status)).scalar_one() == "routed"
 
 
 def test_resend_refusals(app: Flask, client: FlaskClient, setup: Setup) -> None:
@@ -657,7 +661,7 @@ def test_dispatcher_killed_after_rename_is_not_sent_twice(
     finally:
         server.stop()
     # greensoil's file may or may not have been committed before the kill; agriest's is found.
-    assert (stats.already_present, stats.failed) == (1, 0) and stats.sent <= 1
+    assert stats.failed == 0 and stats.already_present >= 1
     assert files(setup.inbound) == {AGRIEST_FILE: po.document}
     assert CountingServer.writes == {AGRIEST_FILE + ".tmp": 1}, "uploaded twice"
     assert purchase_orders(app)["agriest/v1"].status == PoStatus.SENT
@@ -687,3 +691,60 @@ def test_dispatch_loop_sends_and_stops_cleanly_on_sigterm(
     assert proc.returncode == 0, output.decode()
     assert "dispatch: 2 sent" in output.decode()
     assert {j.status for j in jobs(app)} == {JobStatus.DONE}
+
+
+def test_an_unexpected_error_on_one_file_does_not_block_the_others(
+        app: Flask, client: FlaskClient, setup: Setup, sftp: SftpServer) -> None:
+    hub = hub_of(app)
+    real = default_transports(hub.env)
+    payload = shopify_payload()
+    deliver(client, payload)
+    second = copy.deepcopy(payload)
+    second.update(id=820000000077, name="#1077", order_number=1077)
+    deliver(client, second)
+
+    class Flaky(SftpTransport):
+        def upload_atomic(self, name: str, data: bytes) -> Any:
+            if "1042" in name:
+                raise UnicodeDecodeError("utf-8", b"\xe4", 0, 1, "a reply no one expected")
+            return super().upload_atomic(name, data)
+
+    def transports(supplier: Supplier) -> Transport:
+        if supplier.key != "agriest":
+            return real(supplier)
+        base = real(supplier)
+        assert isinstance(base, SftpTransport)
+        flaky = Flaky.__new__(Flaky)
+        flaky.__dict__.update(base.__dict__)
+        return flaky
+
+    alerts = RecordedAlerts()
+    stats = dispatcher(app, transports=transports, alerts=alerts).run(once=True)
+
+    assert stats.sent == 3 and stats.retried == 1   # 1077's agriest PO and both greensoil
+    assert "PO_agriest_shopify-1077_v1.xml" in files(setup.inbound)
+    stuck = next(j for j in jobs(app) if j.lane == "agriest" and j.status != "done")
+    assert stuck.status == "pending" and "unexpected UnicodeDecodeError" in (
+        stuck.last_error or "")
+    later_run = dispatcher(app, transports=transports, alerts=alerts,
+                           clock=later(25 * 3600)).run(once=True)
+    assert later_run.dead == 1 and len(alerts.alerts) == 1
+
+
+def test_a_lease_that_ran_out_is_not_worked_on_by_its_old_owner(
+        app: Flask, client: FlaskClient, setup: Setup) -> None:
+    from app import outbox
+
+    deliver(client)
+    hub = hub_of(app)
+    policy = RetryPolicy(lease_seconds=60)
+    with hub.db.session() as s:
+        [first, _] = outbox.claim_due_jobs(s, owner="slow", now=utcnow(), policy=policy)
+        s.commit()
+    with hub.db.session() as s:
+        taken = outbox.claim_due_jobs(s, owner="fresh", now=utcnow() + timedelta(seconds=61),
+                                      policy=policy)
+        assert outbox.renew(s, first.id, owner="slow", now=utcnow(), policy=policy) is False
+        assert outbox.renew(s, first.id, owner="fresh", now=utcnow(), policy=policy) is True
+        s.commit()
+    assert len(taken) == 2

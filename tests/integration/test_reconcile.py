@@ -156,3 +156,19 @@ def test_without_an_access_token_sync_says_so(sqlite_url: str) -> None:
     assert result.exit_code == 2 and "SHOPIFY_ACCESS_TOKEN" in result.output
     assert app.test_client().post("/api/orders/sync", headers=auth()).status_code == 409
     hub_of(app).db.dispose()
+
+
+def test_old_or_fulfilled_orders_never_seen_are_not_taken_in(
+        app: Flask, shopify: responses.RequestsMock) -> None:
+    placed_in_june = order_json(5813441806530, "2026-11-20T10:00:00-05:00")
+    placed_in_june["created_at"] = placed_in_june["processed_at"] = "2026-06-02T10:00:00-05:00"
+    fulfilled = order_json(5813441806531, "2026-11-20T10:05:00-05:00")
+    fulfilled["fulfillment_status"] = "fulfilled"
+    serve_pages(shopify, [placed_in_june, fulfilled])
+
+    result = app.test_cli_runner().invoke(args=["orders", "sync", "--since",
+                                                "2026-11-19T00:00:00Z"])
+
+    assert result.exit_code == 0, result.output
+    assert "0 new" in result.output and "2 unchanged" in result.output
+    assert orders(app) == {}

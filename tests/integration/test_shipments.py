@@ -357,3 +357,26 @@ def test_a_supplier_with_its_own_column_names(app: Flask, sftp: SftpServer, sent
         hub_of(german).db.dispose()
     assert shipped(app)["AG-TRWL"] == 1
     assert shipments(app)[0].tracking_number == "00340434"
+
+
+def test_the_same_bytes_under_another_name_are_not_applied_twice(
+        app: Flask, sftp: SftpServer, sent: None) -> None:
+    drop(sftp, "csv_partial.csv", "ship-0001.csv")
+    poll(app)
+    drop(sftp, "csv_partial.csv", "ship-0001-resend.csv")
+    again = poll(app)
+    assert again.shipments == 0 and shipped(app)["AG-BED-CED-L"] == 1
+    assert files(sftp) == ["processed/ship-0001-resend.csv", "processed/ship-0001.csv"]
+
+
+def test_odd_files_do_not_stop_the_poll(app: Flask, sftp: SftpServer, sent: None) -> None:
+    (sftp.root / FOLDER / "C:\\export\\ship.csv").write_text("po_number,sku,quantity\n")
+    (sftp.root / FOLDER / "huge.csv").write_text(
+        "po_number,sku,quantity\nshopify-1042-agriest,AG-TRWL," + "9" * 5000 + "\n")
+    drop(sftp, "csv_partial.csv")
+    alerts = RecordedAlerts()
+    run = poll(app, alerts)
+    assert run.applied == 1 and run.quarantined == 1
+    assert shipped(app)["AG-BED-CED-L"] == 1 and shipped(app)["AG-TRWL"] == 0
+    assert "C:\\export\\ship.csv" in files(sftp)   # left alone
+    assert "error/huge.csv" in files(sftp)

@@ -169,3 +169,20 @@ def test_another_folder_on_the_same_server(tmp_path: Path) -> None:
                      transport=f"file://{tmp_path / 'demo' / 'inbound'}")
     assert transport_for(local, password=None, folder="acks").where == (
         f"folder {tmp_path / 'demo' / 'inbound' / 'acks'}")
+
+
+def test_download_to_streams_into_a_file_and_modified_is_the_files_time(
+        folder: Folder, tmp_path: Path) -> None:
+    import io
+    import os
+    from datetime import UTC, datetime
+
+    folder.path.mkdir(parents=True, exist_ok=True)
+    feed = folder.path / "stock.csv"
+    feed.write_bytes(b"sku,quantity\n" + b"AG-TRWL,5\n" * 50_000)
+    os.utime(feed, (1_764_000_000, 1_764_000_000))
+    sink = io.BytesIO()
+    assert folder.transport.download_to("stock.csv", sink) == feed.stat().st_size
+    assert sink.getvalue() == feed.read_bytes()
+    assert folder.transport.modified("stock.csv") == datetime.fromtimestamp(1_764_000_000, UTC)
+    assert folder.transport.modified("nope.csv") is None

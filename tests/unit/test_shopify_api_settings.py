@@ -45,6 +45,15 @@ def test_everything_set() -> None:
     assert admin.notify_customer is False
 
 
+def test_the_stock_location_is_kept_as_a_gid() -> None:
+    for raw in ("24826418", " gid://shopify/Location/24826418 "):
+        settings = shopify_api_settings_from_env({**GOOD, "SHOPIFY_LOCATION_ID": raw})
+        assert settings is not None
+        assert settings.location_id == "gid://shopify/Location/24826418"
+    unset = shopify_api_settings_from_env(GOOD)
+    assert unset is not None and unset.location_id is None
+
+
 def test_a_local_stand_in_may_use_http_on_loopback() -> None:
     for url in ("http://127.0.0.1:8089/admin/api/2026-10", "http://localhost:8089/x",
                 "http://[::1]:8089/admin/api/2026-10"):
@@ -80,6 +89,10 @@ def test_a_local_stand_in_may_use_http_on_loopback() -> None:
          "SHOPIFY_API_BASE_URL", "port"),
         ({"SHOPIFY_NOTIFY_CUSTOMER": "sometimes"}, "SHOPIFY_NOTIFY_CUSTOMER", "true or false"),
         ({"SHOPIFY_ACCESS_TOKEN": "shpat_0123 456789abcdef"}, "SHOPIFY_ACCESS_TOKEN", "spaces"),
+        ({"SHOPIFY_LOCATION_ID": "Warehouse"}, "SHOPIFY_LOCATION_ID", "not a Shopify location"),
+        ({"SHOPIFY_LOCATION_ID": "gid://shopify/InventoryItem/43729076"}, "SHOPIFY_LOCATION_ID",
+         "gid://shopify/Location/"),
+        ({"SHOPIFY_LOCATION_ID": "-5"}, "SHOPIFY_LOCATION_ID", "location's admin URL"),
     ],
 )
 def test_bad_values_name_the_setting(env: dict[str, str], name: str, reason: str) -> None:
