@@ -184,19 +184,14 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = _optional(env, name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, f"{raw!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(name, f"must be a number greater than zero, got {raw}")
-    return value
+    return _float(env, name, default, zero_allowed=False)
 
 
 def _non_negative_float(env: Mapping[str, str], name: str, default: float) -> float:
+    return _float(env, name, default, zero_allowed=True)
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, zero_allowed: bool) -> float:
     raw = _optional(env, name)
     if raw is None:
         return default
@@ -204,8 +199,9 @@ def _non_negative_float(env: Mapping[str, str], name: str, default: float) -> fl
         value = float(raw)
     except ValueError:
         raise ConfigError(name, f"{raw!r} is not a number") from None
-    if not 0 <= value < float("inf"):
-        raise ConfigError(name, f"must be zero or more, got {raw}")
+    if not (value >= 0 if zero_allowed else value > 0) or value == float("inf"):
+        wanted = "of zero or more" if zero_allowed else "greater than zero"
+        raise ConfigError(name, f"must be a number {wanted}, got {raw}")
     return value
 
 

@@ -166,23 +166,32 @@ class AtomicFolderTransport(Transport):
 
     def download_to(self, name: str, sink: BinaryIO, *,
                     max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES) -> int:
-        self._check_name(name)
         with self._errors(f"download {name}"):
-            self._prepare()
-            size = self._size(name)
-            if size is None:
-                raise TransportError(f"{name} is not in {self.where}", retryable=False,
-                                     file_specific=True)
-            if size > max_bytes:
-                raise TransportError(f"{name} in {self.where} is {size} bytes, more than the "
-                                     f"{max_bytes} accepted", retryable=False, file_specific=True)
+            size = self._size_within(name, max_bytes)
             start = sink.tell()
             self._read_into(name, sink)
             written = sink.tell() - start
-        if written != size:
-            raise TransportError(f"{name} in {self.where} changed while it was read ({size} "
-                                 f"then {written} bytes)", retryable=True, file_specific=True)
+        self._check_complete(name, size, written)
         return written
+
+    def _size_within(self, name: str, max_bytes: int) -> int:
+        """The size of `name`, refused (file-specific, not retryable) when it is missing or
+        larger than `max_bytes`."""
+        self._check_name(name)
+        self._prepare()
+        size = self._size(name)
+        if size is None:
+            raise TransportError(f"{name} is not in {self.where}", retryable=False,
+                                 file_specific=True)
+        if size > max_bytes:
+            raise TransportError(f"{name} in {self.where} is {size} bytes, more than the "
+                                 f"{max_bytes} accepted", retryable=False, file_specific=True)
+        return size
+
+    def _check_complete(self, name: str, size: int, got: int) -> None:
+        if got != size:  # a file still being written: complete later
+            raise TransportError(f"{name} in {self.where} changed while it was read ({size} "
+                                 f"then {got} bytes)", retryable=True, file_specific=True)
 
     def size(self, name: str) -> int | None:
         self._check_name(name)
@@ -193,20 +202,10 @@ class AtomicFolderTransport(Transport):
     def download(self, name: str, *, max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES) -> bytes:
         """The whole file, checked against its size (a file still being written is refused
         as retryable: it will be complete later)."""
-        self._check_name(name)
         with self._errors(f"download {name}"):
-            self._prepare()
-            size = self._size(name)
-            if size is None:
-                raise TransportError(f"{name} is not in {self.where}", retryable=False,
-                                     file_specific=True)
-            if size > max_bytes:
-                raise TransportError(f"{name} in {self.where} is {size} bytes, more than the "
-                                     f"{max_bytes} accepted", retryable=False, file_specific=True)
+            size = self._size_within(name, max_bytes)
             data = self._read(name)
-        if len(data) != size:
-            raise TransportError(f"{name} in {self.where} changed while it was read ({size} "
-                                 f"then {len(data)} bytes)", retryable=True, file_specific=True)
+        self._check_complete(name, size, len(data))
         return data
 
     def archive(self, name: str, subfolder: str) -> str:
