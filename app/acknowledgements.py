@@ -27,13 +27,12 @@ from app.models import InboundFile, Order, OrderStatus, PoStatus, PurchaseOrder
 from app.purchasing import lock_orders
 from app.suppliers import Supplier, SupplierBook
 from app.transports import Transport, TransportError
+from app.transports.inbound import ready_names
 
 log = logging.getLogger(__name__)
 
 KIND = "ack"
 MAX_ACK_BYTES = 5 * 1024 * 1024
-# Names suppliers' tools use while a file is still being written.
-UNFINISHED_SUFFIXES = (".tmp", ".part", ".filepart", ".partial", ".crdownload", ".lock")
 
 
 @dataclass
@@ -74,17 +73,8 @@ def poll_acknowledgements(*, db: Database, book: SupplierBook,
 def _read_folder(db: Database, supplier: Supplier, folder: Transport, alerts: AlertSink,
                  now: Callable[[], datetime], run: AckRun, settle_seconds: float,
                  sleep: Callable[[float], None]) -> None:
-    names = [n for n in folder.list_names()
-             if not n.startswith(".") and not n.lower().endswith(UNFINISHED_SUFFIXES)]
-    if not names:
-        return
-    # An acknowledgement still being written grows between two looks: next poll.
-    before = {name: _size(folder, name) for name in names}
-    if settle_seconds > 0:
-        sleep(settle_seconds)
+    names, _ = ready_names(folder, settle_seconds=settle_seconds, sleep=sleep)
     for name in names:
-        if before[name] is None or _size(folder, name) != before[name]:
-            continue
         try:
             data = folder.download(name, max_bytes=MAX_ACK_BYTES)
         except TransportError as exc:
@@ -118,13 +108,6 @@ def _read_folder(db: Database, supplier: Supplier, folder: Transport, alerts: Al
                          "is kept in OrderHub and moved to error/ on the supplier's server.",
                          kind="ack_quarantined", ref=name)
         folder.archive(name, "error" if error else "processed")
-
-
-def _size(folder: Transport, name: str) -> int | None:
-    try:
-        return folder.size(name)
-    except ValueError:  # a name our transports refuse (e.g. with a backslash): leave it
-        return None
 
 
 def _apply_file(db: Database, supplier: Supplier, name: str, data: bytes, now: datetime

@@ -39,6 +39,7 @@ from app.models import (
 from app.purchasing import settle_status
 from app.suppliers import Supplier, SupplierBook
 from app.transports import Transport, TransportError
+from app.transports.inbound import ready_names
 from app.types import new_id
 from shipment.matching import NoticeLine, PoLine, allocate
 from shipment.notices import CsvColumns, NoticeInvalid, ShipmentNotice, parse_notice
@@ -47,9 +48,6 @@ log = logging.getLogger(__name__)
 
 KIND = "shipment"
 MAX_NOTICE_BYTES = 20 * 1024 * 1024
-UNFINISHED_SUFFIXES = (".tmp", ".part", ".filepart", ".partial", ".crdownload", ".lock",
-                       ".inprogress", ".writing")
-MARKER_SUFFIXES = (".done", ".ok", ".ready", ".md5", ".sha256", ".reason.txt", ".sem")
 
 FolderTransports = Callable[[Supplier, str | None], Transport]
 
@@ -92,25 +90,9 @@ def _poll_folder(db: Database, supplier: Supplier, folder: Transport,
                  folders: FolderTransports, alerts: AlertSink, now: Callable[[], datetime],
                  api_channels: Collection[str], settle_seconds: float,
                  sleep: Callable[[float], None], run: PollRun) -> None:
-    names = []
-    for name in folder.list_names():
-        lower = name.lower()
-        if name.startswith(".") or lower.endswith(UNFINISHED_SUFFIXES + MARKER_SUFFIXES):
-            run.skipped += 1
-            continue
-        names.append(name)
-    if not names:
-        return
-    # A file still being written grows between two looks: leave it for the next run.
-    before = {name: _size(folder, name) for name in names}
-    if settle_seconds > 0:
-        sleep(settle_seconds)
+    names, skipped = ready_names(folder, settle_seconds=settle_seconds, sleep=sleep)
+    run.skipped += skipped
     for name in names:
-        if before[name] is None or _size(folder, name) != before[name]:
-            run.skipped += 1
-            log.info("shipment notice %s of %s is still being written (or unreadable); "
-                     "next run", name, supplier.key)
-            continue
         try:
             data: bytes | None = folder.download(name, max_bytes=MAX_NOTICE_BYTES)
             error = None
@@ -142,14 +124,6 @@ def _poll_folder(db: Database, supplier: Supplier, folder: Transport,
                          kind="shipment_quarantined", ref=name)
         moved = folder.archive(name, "error")
         _write_reason(supplier, folders, moved, outcome.error)
-
-
-def _size(folder: Transport, name: str) -> int | None:
-    try:
-        return folder.size(name)
-    except ValueError:  # a name our transports refuse (e.g. with a backslash): leave it
-        log.warning("shipment notice %r: not a plain file name; left alone", name)
-        return None
 
 
 def _write_reason(supplier: Supplier, folders: FolderTransports, moved: str,
