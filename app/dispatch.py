@@ -33,7 +33,8 @@ from sqlalchemy.orm import Session
 from app import outbox
 from app.alerts import Alerter, AlertSettings, AlertSink
 from app.breaker import CircuitBreaker
-from app.channels.base import ChannelApi, ChannelApiError
+from app.channel_jobs import CHANNEL_LANE, STOCK_LANE, ChannelJobs
+from app.channels.base import ChannelApi
 from app.db import Database
 from app.errors import OrderHubError
 from app.logs import bind
@@ -41,7 +42,7 @@ from app.metrics import DISPATCH_JOBS, DISPATCH_SECONDS
 from app.models import JobKind, Order, OrderStatus, PoStatus, PurchaseOrder
 from app.outbox import Job, RetryPolicy
 from app.purchasing import Purchasing, lock_orders, route_order, settle_status
-from app.reconcile import DEFAULT_OVERLAP, SyncTarget, sync_orders, sync_since
+from app.reconcile import DEFAULT_OVERLAP, SyncTarget
 from app.suppliers import Supplier, SupplierBook
 from app.transports import LocalFolderTransport, Transport, TransportError, transport_for
 from app.types import utcnow
@@ -53,11 +54,6 @@ DEFAULT_SHADOW_DIR = "var/shadow"
 
 # Lane names with a ':' can never be a supplier's (supplier keys are letters, digits, - and _).
 ACKS = "acks:"              # the acknowledgement poll's slot among the busy lanes
-# Lanes of channel jobs: "channel:shopify" (fulfillments), "channel:shopify:stock",
-# "channel:shopify:sync" — each its own thread and circuit breaker, so a long orders sync or a
-# stock push never holds up fulfillments.
-CHANNEL_LANE = "channel:"
-STOCK_LANE = "stock:sync"   # `stock sync` runs asked for through the API
 
 
 TransportFactory = Callable[[Supplier], Transport]
@@ -142,7 +138,7 @@ class _LaneBroken(OrderHubError):
         self.error = error
 
 
-class Dispatcher:
+class Dispatcher(ChannelJobs):
     """Drains the outbox. `run()` loops (or drains what is due, with `once=True`)."""
 
     def __init__(self, *, db: Database, purchasing: Purchasing, policy: RetryPolicy,
@@ -282,198 +278,6 @@ class Dispatcher:
                 str(exc), retryable=False)
             self._lane_failed(lane, jobs, error, stats)
             return None
-
-    # ------------------------------------------------------------ channel jobs
-
-    def _work_channel(self, lane: str, stats: RunStats, stop: threading.Event) -> None:
-        """A channel's jobs (fulfillments to push), one call at a time."""
-        api = self.apis.get(_channel_of(lane))
-        while not stop.is_set():
-            now = self.clock()
-            if lane in self.breaker.open_lanes(now):
-                return
-            with self.db.session() as session:
-                jobs = outbox.claim_due_jobs(session, owner=self.owner, now=now,
-                                             policy=self.policy, lane=lane, limit=self.batch)
-                session.commit()
-            if not jobs:
-                return
-            for i, job in enumerate(jobs):
-                if stop.is_set():
-                    with self.db.session() as session:
-                        outbox.release(session, [j.id for j in jobs[i:]], now=self.clock())
-                        session.commit()
-                    return
-                with bind(job_id=job.id):  # on every line of this job's work
-                    channel_ok = self._channel_job(lane, api, job, stats)
-                if not channel_ok:
-                    with self.db.session() as session:   # the channel is failing: later
-                        for rest in jobs[i + 1:]:
-                            outbox.retry_later(session, rest, now=self.clock(),
-                                               error="not tried: the channel was failing",
-                                               policy=self.policy)
-                        session.commit()
-                    stats.add("retried", len(jobs) - i - 1)
-                    return
-
-    def _channel_job(self, lane: str, api: ChannelApi | None, job: Job,
-                     stats: RunStats) -> bool:
-        """Do one channel job; False when the channel failed in a way worth backing off."""
-        from shipment import fulfillment
-
-        if job.kind == JobKind.SYNC_ORDERS:
-            self._sync_job(lane, job, stats)
-            return True
-        if job.kind == JobKind.PUSH_INVENTORY:
-            return self._inventory_job(lane, api, job, stats)
-        if job.kind != JobKind.PUSH_FULFILLMENT:
-            with self.db.session() as session:
-                outbox.cancel(session, job.id, now=self.clock(),
-                              reason=f"unknown job kind {job.kind!r}")
-                session.commit()
-            stats.add("cancelled")
-            return True
-        plan = fulfillment.plan_push(self.db, job.target)
-        if plan is None:
-            with self.db.session() as session:
-                outbox.complete(session, job.id, now=self.clock(),
-                                note="nothing to push (already pushed or removed)")
-                session.commit()
-            return True
-        try:
-            if api is None:
-                raise ChannelApiError(f"no API configured for {_channel_of(lane)}"
-                                      " (set its access token)", retryable=True)
-            result = fulfillment.push(api, plan)
-        except ChannelApiError as exc:
-            now = self.clock()
-            due = None
-            if exc.retryable:
-                with self.db.session() as session:
-                    due = outbox.retry_later(session, job, now=now, error=str(exc),
-                                             policy=self.policy)
-                    session.commit()
-            else:
-                with self.db.session() as session:
-                    outbox.bury(session, [job.id], now=now, error=str(exc))
-                    session.commit()
-            if due is not None:
-                stats.add("retried")
-                DISPATCH_JOBS.labels(job.kind, "retry").inc()
-                self.breaker.record_failure(lane, now)
-                log.warning("fulfillment for order %s: %s; retry at %s", plan.order_number, exc,
-                            due.isoformat(timespec="seconds"))
-                return False
-            fulfillment.record_dead(self.db, plan.shipment_id)
-            stats.add("dead")
-            DISPATCH_JOBS.labels(job.kind, "dead").inc()
-            self.alerts.alert(
-                f"fulfillment for order {plan.order_number} could not be pushed",
-                f"Channel: {_channel_of(lane)}\nOrder: {plan.order_number}\n"
-                f"Shipment: {plan.shipment_id}\nTracking: {plan.push.tracking_number or '-'}\n"
-                f"Error: {exc}\n\nNothing more will be tried for it automatically.",
-                kind="fulfillment_dead", ref=str(plan.shipment_id))
-            return exc.retryable
-        now = self.clock()
-        fulfillment.record_pushed(self.db, plan, result, now)
-        with self.db.session() as session:
-            outbox.complete(session, job.id, now=now,
-                            note="already fulfilled" if result.already_done else None)
-            session.commit()
-        self.breaker.record_success(lane)
-        stats.add("pushed")
-        DISPATCH_JOBS.labels(job.kind, "pushed").inc()
-        return True
-
-    def _work_stock(self, stats: RunStats) -> None:
-        """`stock sync` runs asked for through the API, one at a time."""
-        from stock.sync import sync_stock
-
-        while True:
-            now = self.clock()
-            with self.db.session() as session:
-                jobs = outbox.claim_due_jobs(session, owner=self.owner, now=now,
-                                             policy=self.policy, lane=STOCK_LANE, limit=1)
-                session.commit()
-            if not jobs:
-                return
-            [job] = jobs
-            if self.folders is None or self.stock_rules is None:
-                with self.db.session() as session:
-                    outbox.cancel(session, job.id, now=now, reason="stock is not set up here")
-                    session.commit()
-                continue
-            inventory = {name: api for name, api in self.apis.items()
-                         if hasattr(api, "set_quantities")}
-            try:
-                run = sync_stock(db=self.db, book=self.book, folders=self.folders,
-                                 apis=inventory,  # type: ignore[arg-type]
-                                 rules=self.stock_rules, alerts=self.alerts, now=self.clock)
-            except ChannelApiError as exc:
-                self._job_failed(job, str(exc), stats)
-                continue
-            with self.db.session() as session:
-                outbox.complete(session, job.id, now=self.clock(), note=run.summary()[:500])
-                session.commit()
-
-    def _inventory_job(self, lane: str, api: ChannelApi | None, job: Job,
-                       stats: RunStats) -> bool:
-        """New quantities for the SKUs of an order just accepted (the oversell window)."""
-        from stock.levels import push_changed
-
-        name = _channel_of(lane)
-        skus = [str(s) for s in (job.data or {}).get("skus", [])]
-        now = self.clock()
-        if not hasattr(api, "set_quantities") or self.stock_rules is None:
-            with self.db.session() as session:
-                outbox.cancel(session, job.id, now=now,
-                              reason=f"{name} has no stock API configured")
-                session.commit()
-            stats.add("cancelled")
-            return True
-        try:
-            report = push_changed(self.db, channel=name, api=api,  # type: ignore[arg-type]
-                                  rules=self.stock_rules, skus=skus, reason="sale",
-                                  run=f"job-{job.id}", now=now)
-        except ChannelApiError as exc:
-            with self.db.session() as session:
-                due = outbox.retry_later(session, job, now=now, error=str(exc),
-                                         policy=self.policy)
-                session.commit()
-            stats.add("retried" if due else "dead")
-            if due is None:
-                self.alerts.alert(f"stock of {len(skus)} SKU(s) could not be pushed to {name}",
-                                  f"SKUs: {', '.join(skus[:50])}\nError: {exc}",
-                                  kind="inventory_dead", ref=str(job.id))
-            self.breaker.record_failure(lane, now)
-            return False
-        with self.db.session() as session:
-            outbox.complete(session, job.id, now=self.clock(),
-                            note=f"{report.pushed} of {report.changed} changed pushed")
-            session.commit()
-        stats.add("pushed", report.pushed)
-        return True
-
-    def _sync_job(self, lane: str, job: Job, stats: RunStats) -> None:
-        """An `orders sync` asked for through the API: one run, recorded in sync_runs."""
-        name = _channel_of(lane)
-        target = self.sync_targets.get(name)
-        now = self.clock()
-        with self.db.session() as session:
-            if target is None:
-                outbox.bury(session, [job.id], now=now,
-                            error=f"no API configured for {name}: cannot sync its orders")
-            else:
-                raw = (job.data or {}).get("since")
-                since = (datetime.fromisoformat(raw) if raw else
-                         sync_since(self.db, name, now=now, overlap=self.sync_overlap))
-                session.commit()
-                run = sync_orders(self.db, target, purchasing=self.purchasing, since=since,
-                                  now=now)
-                outbox.complete(session, job.id, now=self.clock(),
-                                note=f"sync run {run.id}: {run.status}")
-            session.commit()
-        stats.add("synced")
 
     # ------------------------------------------------------------ one batch
 
@@ -667,11 +471,6 @@ def _snapshots(session: Session, targets: list[str]) -> dict[str, _Snapshot]:
     fields = [pos.c[name] for name in _Snapshot.__dataclass_fields__]
     rows = session.execute(select(*fields).where(pos.c.id.in_(ids)))
     return {str(row.id): _Snapshot(**row._mapping) for row in rows}
-
-
-def _channel_of(lane: str) -> str:
-    """"channel:shopify", "channel:shopify:stock" -> "shopify"."""
-    return lane.removeprefix(CHANNEL_LANE).split(":")[0]
 
 
 def _po_table() -> Table:

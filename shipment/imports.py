@@ -36,7 +36,7 @@ from app.models import (
     PurchaseOrder,
     Shipment,
 )
-from app.purchasing import settle_status
+from app.purchasing import lock_orders, settle_status
 from app.suppliers import Supplier, SupplierBook
 from app.transports import Transport, TransportError
 from app.transports.inbound import ready_names
@@ -214,6 +214,7 @@ def _apply(session: Session, supplier: Supplier, notice: ShipmentNotice,
 
 def _apply_to(session: Session, supplier: Supplier, notice: ShipmentNotice, po: PurchaseOrder,
               file_id: uuid.UUID, now: datetime, api_channels: Collection[str]) -> list[str]:
+    lock_orders(session, [po.order_id])   # routing locks the order first; so do we
     order = session.get(Order, po.order_id)
     assert order is not None
     if _seen_shipment(session, po, notice):

@@ -380,3 +380,39 @@ def test_odd_files_do_not_stop_the_poll(app: Flask, sftp: SftpServer, sent: None
     assert shipped(app)["AG-BED-CED-L"] == 1 and shipped(app)["AG-TRWL"] == 0
     assert "C:\\export\\ship.csv" in files(sftp)   # left alone
     assert "error/huge.csv" in files(sftp)
+
+
+def test_an_unexpected_error_in_one_push_does_not_hold_up_the_others(
+        app: Flask, sftp: SftpServer, sent: None) -> None:
+    from app.channels.base import PushResult, ShipmentPush
+
+    class Fussy:
+        """A channel API that breaks on the first shipment it is given (a bug, say)."""
+
+        def __init__(self) -> None:
+            self.pushed: list[tuple[str, int]] = []
+            self.broke = False
+
+        def push_fulfillment(self, order_external_id: str, shipment: ShipmentPush) -> PushResult:
+            if not self.broke and shipment.tracking_number == "00340434161094042557":
+                self.broke = True
+                raise KeyError("fulfillmentOrders")
+            self.pushed.extend(shipment.lines)
+            return PushResult(reference="gid://shopify/Fulfillment/1")
+
+        def orders_updated_since(self, since: Any) -> Any:
+            return iter(())
+
+    drop(sftp, "csv_partial.csv")
+    (sftp.root / FOLDER / "asn-trowel.csv").write_text(
+        "po_number,sku,quantity,tracking_number\nshopify-1042-agriest,AG-TRWL,1,1Z999\n")
+    poll(app, api_channels={"shopify"})
+    api = Fussy()
+
+    stats = dispatcher(app, apis={"shopify": api}).run(once=True)
+
+    assert stats.pushed == 1 and stats.retried == 1
+    by_status = sorted(j.status for j in jobs(app))
+    assert by_status == ["done", "pending"]
+    failed = next(j for j in jobs(app) if j.status == "pending")
+    assert "unexpected KeyError" in (failed.last_error or "")
