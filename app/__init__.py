@@ -62,11 +62,12 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
         stock_rules=stock_rules_from_env(env, sorted(inventory)),
     )
 
-    from app import api, cli, health, webhooks
+    from app import api, cli, dashboard, health, webhooks
 
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(dashboard.bp)
     cli.register(app)
     _register_error_handlers(app)
     return app

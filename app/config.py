@@ -21,6 +21,7 @@ from app.metrics import check_multiprocess, count_in_shared_folder
 
 DEFAULT_DATABASE_URL = "sqlite:///var/orderhub.db"
 MIN_SECRET_LENGTH = 16
+MIN_DASHBOARD_PASSWORD_LENGTH = 12  # typed by a person; the login is throttled (app/dashboard)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SUPPORTED_DATABASES = ("sqlite", "postgresql")
 
@@ -32,6 +33,7 @@ class Settings:
     database_url: str
     secret_key: str
     api_token: str
+    dashboard_password: str | None = None   # unset: no dashboard (its pages answer 404)
     max_body_bytes: int = 2 * 1024 * 1024
     sqlite_busy_timeout_ms: int = 15_000
     db_pool_size: int = 10
@@ -106,6 +108,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         database_url=database_url,
         secret_key=_secret(env, "SECRET_KEY"),
         api_token=_secret(env, "ORDERHUB_API_TOKEN"),
+        dashboard_password=_dashboard_password(env),
         max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", 2 * 1024 * 1024),
         sqlite_busy_timeout_ms=_positive_int(env, "SQLITE_BUSY_TIMEOUT_MS", 15_000),
         db_pool_size=_positive_int(env, "DB_POOL_SIZE", 10),
@@ -156,6 +159,15 @@ def _secret(env: Mapping[str, str], name: str) -> str:
         raise ConfigError(name, "missing (set it in the environment or in .env)")
     if len(value) < MIN_SECRET_LENGTH:
         raise ConfigError(name, f"too short: use at least {MIN_SECRET_LENGTH} random characters")
+    return value
+
+
+def _dashboard_password(env: Mapping[str, str]) -> str | None:
+    value = _optional(env, "DASHBOARD_PASSWORD")
+    if value is not None and len(value) < MIN_DASHBOARD_PASSWORD_LENGTH:
+        raise ConfigError("DASHBOARD_PASSWORD", f"too short: use at least "
+                          f"{MIN_DASHBOARD_PASSWORD_LENGTH} characters (or leave it unset: "
+                          "no dashboard)")
     return value
 
 

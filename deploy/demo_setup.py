@@ -12,12 +12,12 @@ from pathlib import Path
 
 from deploy.demo_catalog import SFTP_USER_FOLDERS, STOCK_FEED, SUPPLIERS, DemoPaths
 
-# From the developer's .env (or environment): who they are to the API, and the Shopify secret so
-# `make send-test-webhook` works against the demo too. Nothing else: no real channel tokens,
-# alert targets or databases leak into the demo.
-FROM_DOTENV = ("SECRET_KEY", "ORDERHUB_API_TOKEN", "SHOPIFY_WEBHOOK_SECRET",
-               "DEMO_WEBHOOK_SECRET", "LOG_LEVEL")
-GENERATED = ("SECRET_KEY", "ORDERHUB_API_TOKEN", "DEMO_WEBHOOK_SECRET")
+# From the developer's .env (or environment): who they are to the API and the dashboard, and the
+# Shopify secret so `make send-test-webhook` works against the demo too. Nothing else: no real
+# channel tokens, alert targets or databases leak into the demo.
+FROM_DOTENV = ("SECRET_KEY", "ORDERHUB_API_TOKEN", "DASHBOARD_PASSWORD",
+               "SHOPIFY_WEBHOOK_SECRET", "DEMO_WEBHOOK_SECRET", "LOG_LEVEL")
+GENERATED = ("SECRET_KEY", "ORDERHUB_API_TOKEN", "DASHBOARD_PASSWORD", "DEMO_WEBHOOK_SECRET")
 INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "VIRTUAL_ENV", "TERM")
 
 
@@ -145,13 +145,17 @@ def banner(*, url: str, token: str, sftp_port: int, paths: DemoPaths, cwd: Path,
     users = " / ".join(f"{s.key} ({s.format} POs, {s.notice_format.upper()} notices)"
                        for s in SUPPLIERS)
     auth = f"-H \"Authorization: Bearer $TOKEN\" {url}"
-    note = (f"\n  ({', '.join(made)} not in .env: made up for this run)" if made else "")
+    others = [name for name in made if name != "DASHBOARD_PASSWORD"]
+    note = (f"\n  ({', '.join(others)} not in .env: made up for this run)" if others else "")
+    password = (f"DASHBOARD_PASSWORD from {root}/demo.env (not in .env: made up for this run)"
+                if "DASHBOARD_PASSWORD" in made else "DASHBOARD_PASSWORD from .env")
     return f"""
 OrderHub demo is running: a demo shop sends an order about every {interval:g} s, the two demo
 suppliers answer each purchase order with a shipment notice. Ctrl-C stops everything.
 
-  OrderHub    {url}   (no web dashboard yet: use the JSON API below)
-  API token   {token}{note}
+  OrderHub    {url}
+  dashboard   {url}/   login with the password {password}
+  API token   {token}   (for the JSON API below){note}
   SFTP        127.0.0.1:{sftp_port}, users {users};
               passwords in {root}/demo.env, e.g. sftp -P {sftp_port} greenleaf@127.0.0.1
   files       {root}/sftp/<supplier>/inbound/     purchase orders OrderHub uploaded

@@ -155,6 +155,7 @@ write_env_file() {
     tmp=$(mktemp "$ROOT$CONF/.orderhub.env.XXXXXX")
     ORDERHUB_SETTINGS="SECRET_KEY=$(new_secret)
 ORDERHUB_API_TOKEN=$(new_secret)
+DASHBOARD_PASSWORD=$(new_secret)
 DATABASE_URL=sqlite:///$DATA/orderhub.db
 SUPPLIERS_FILE=$SUPPLIERS_FILE
 SHADOW_DIR=$DATA/shadow
@@ -344,6 +345,6 @@ start_services
 install_site
 certificate
 
-say "done: https://$DOMAIN/ (API token: grep ORDERHUB_API_TOKEN $ENV_FILE)"
+say "done: https://$DOMAIN/ (dashboard password: grep DASHBOARD_PASSWORD $ENV_FILE; API token: grep ORDERHUB_API_TOKEN $ENV_FILE)"
 say "next: suppliers in $SUPPLIERS_FILE, channel secrets in $ENV_FILE, then"
 say "      systemctl restart orderhub-web orderhub-dispatch   (deploy/README.md: going live)"

@@ -19,7 +19,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-GENERATED = ("SECRET_KEY", "ORDERHUB_API_TOKEN", "SHOPIFY_WEBHOOK_SECRET")
+GENERATED = ("SECRET_KEY", "ORDERHUB_API_TOKEN", "SHOPIFY_WEBHOOK_SECRET", "DASHBOARD_PASSWORD")
 
 
 def read_env(path: Path = Path(".env")) -> dict[str, str]:
@@ -45,12 +45,17 @@ def write_env(example: Path, target: Path) -> None:
 
 
 def banner(url: str) -> None:
-    token = read_env().get("ORDERHUB_API_TOKEN", "$ORDERHUB_API_TOKEN")
+    env = read_env()
+    token = env.get("ORDERHUB_API_TOKEN", "$ORDERHUB_API_TOKEN")
+    dashboard = (f"{url}/   (log in with the password DASHBOARD_PASSWORD from .env)"
+                 if env.get("DASHBOARD_PASSWORD") else
+                 "off: set DASHBOARD_PASSWORD in .env (12 characters or more) to use it")
     print(f"""
 OrderHub is starting on {url}
-  health:   curl {url}/healthz
-  orders:   curl -H 'Authorization: Bearer {token}' {url}/api/orders
-  webhook:  make send-test-webhook   (in another terminal: posts a signed sample Shopify order)
+  dashboard: {dashboard}
+  health:    curl {url}/healthz
+  orders:    curl -H 'Authorization: Bearer {token}' {url}/api/orders
+  webhook:   make send-test-webhook   (in another terminal: posts a signed sample Shopify order)
 Press Ctrl-C to stop.
 """)
 

@@ -58,6 +58,10 @@ def write_nginx_conf(folder: Path, site_text: str) -> Path:
         (folder / sub).mkdir(exist_ok=True)
     # As root, workers would switch to `nobody`, who cannot read a test's temporary folder.
     user = "user root;\n" if os.geteuid() == 0 else ""
+    # Debian's nginx.conf gives every site the system's MIME types; without them a stylesheet
+    # goes out as text/plain and browsers (nosniff) refuse it.
+    mime = Path("/etc/nginx/mime.types")
+    types = f"include {mime};" if mime.is_file() else "types { text/css css; }"
     conf = folder / "nginx.conf"
     conf.write_text(f"""{user}worker_processes 1;
 daemon off;
@@ -65,6 +69,8 @@ pid {folder}/nginx.pid;
 error_log {folder}/logs/error.log warn;
 events {{ worker_connections 64; }}
 http {{
+    {types}
+    default_type application/octet-stream;
     access_log {folder}/logs/access.log;
     client_body_temp_path {folder}/body;
     proxy_temp_path {folder}/proxy;

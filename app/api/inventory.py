@@ -3,21 +3,17 @@ what each channel may sell and was last sent; manual overrides; a sync on demand
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from flask import Response, jsonify, request
 from sqlalchemy import select
 
-from app import outbox
+from app import outbox, queries
 from app.api import BadRequest, bp
 from app.api.orders import _limit
 from app.hub import hub
-from app.models import ChannelListing, InventoryLog, JobKind, StockFeed, StockLevel
+from app.models import ChannelListing, InventoryLog, JobKind
 from app.types import new_id, utcnow
-from stock.availability import available, layer_rules
-from stock.levels import _sku_rule, feed_totals, reserved
 
 STOCK_SYNC_LANE = "stock:sync"
 
@@ -28,12 +24,7 @@ def list_inventory() -> Response:
     limit = _limit(request.args.get("limit"))
     after = request.args.get("after", "")
     with hub().db.read_session() as session:
-        skus = sorted(set(session.execute(select(StockLevel.sku).where(
-            StockLevel.sku > after).distinct().order_by(StockLevel.sku).limit(limit + 1))
-            .scalars()) | set(session.execute(select(ChannelListing.sku).where(
-                ChannelListing.sku > after).distinct().order_by(ChannelListing.sku)
-                .limit(limit + 1)).scalars()))[:limit + 1]
-        page, more = skus[:limit], len(skus) > limit
+        page, more = queries.inventory_skus(session, limit=limit, after=after)
         items = _describe(session, page)
     return jsonify(inventory=items, next_after=page[-1] if more and page else None)
 
@@ -113,41 +104,4 @@ def request_stock_sync() -> tuple[Response, int]:
 
 
 def _describe(session: Any, skus: list[str]) -> list[dict[str, Any]]:
-    services = hub()
-    totals = feed_totals(session, skus)
-    held = reserved(session, skus)
-    levels: dict[str, list[dict[str, Any]]] = {}
-    for level in session.execute(select(StockLevel).where(StockLevel.sku.in_(skus))).scalars():
-        levels.setdefault(level.sku, []).append(
-            {"supplier": level.supplier, "quantity": level.quantity,
-             "as_of": level.as_of.isoformat(), "age_seconds": _age(level.as_of)})
-    listings: dict[str, list[ChannelListing]] = {}
-    for listing in session.execute(select(ChannelListing).where(
-            ChannelListing.sku.in_(skus))).scalars():
-        listings.setdefault(listing.sku, []).append(listing)
-    feeds = {f.supplier: f.status for f in session.execute(select(StockFeed)).scalars()}
-    items = []
-    for sku in skus:
-        channels = {}
-        for listing in listings.get(sku, []):
-            rule = layer_rules(services.stock_rules.default,
-                               services.stock_rules.per_channel.get(listing.channel),
-                               _sku_rule(listing))
-            computed = (listing.manual_quantity if listing.manual_quantity is not None
-                        else available(totals.get(sku), held.get(sku, 0), rule))
-            channels[listing.channel] = {
-                "available": computed, "last_pushed": listing.last_pushed,
-                "last_pushed_at": listing.last_pushed_at.isoformat()
-                if listing.last_pushed_at else None,
-                "listed": bool(listing.refs), "manual_quantity": listing.manual_quantity,
-                "rule": {"buffer": rule.buffer, "percent": str(Decimal(rule.percent)),
-                         "max": rule.max}}
-        items.append({"sku": sku, "feed_total": totals.get(sku), "reserved": held.get(sku, 0),
-                      "suppliers": [dict(level, feed_status=feeds.get(level["supplier"]))
-                                    for level in levels.get(sku, [])],
-                      "channels": channels})
-    return items
-
-
-def _age(at: datetime) -> float:
-    return max(0.0, (utcnow() - at).total_seconds())
+    return queries.describe_inventory(session, skus, hub().stock_rules)

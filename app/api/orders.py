@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, jsonify, request
-from sqlalchemy import and_, or_, select
 
+from app import queries
 from app.api import BadRequest, bp
 from app.hub import hub
-from app.models import Order, OrderLine, WebhookEvent
+from app.models import Order, OrderLine
 from app.types import utcnow
 
 DEFAULT_LIMIT = 50
@@ -24,25 +22,15 @@ MAX_LIMIT = 200
 def list_orders() -> Response:
     """Newest first (by when the order was placed), filtered, keyset-paginated."""
     limit = _limit(request.args.get("limit"))
-    stmt = select(Order)
-    if channel := request.args.get("channel"):
-        stmt = stmt.where(Order.channel == channel)
-    if status := request.args.get("status"):
-        stmt = stmt.where(Order.status == status)
-    if since := request.args.get("since"):
-        stmt = stmt.where(Order.placed_at >= _time("since", since))
-    if until := request.args.get("until"):
-        stmt = stmt.where(Order.placed_at < _time("until", until))
-    if cursor := request.args.get("cursor"):
-        at, last_id = _decode_cursor(cursor)
-        stmt = stmt.where(
-            or_(Order.placed_at < at, and_(Order.placed_at == at, Order.id < last_id))
-        )
-    stmt = stmt.order_by(Order.placed_at.desc(), Order.id.desc()).limit(limit + 1)
+    args = request.args
+    since = _time("since", args["since"]) if args.get("since") else None
+    until = _time("until", args["until"]) if args.get("until") else None
+    after = _decode_cursor(args["cursor"]) if args.get("cursor") else None
     with hub().db.read_session() as session:
-        orders = list(session.execute(stmt).scalars())
-    page = orders[:limit]
-    next_cursor = _encode_cursor(page[-1]) if len(orders) > limit else None
+        page, more = queries.select_orders(
+            session, limit=limit, channel=args.get("channel"), status=args.get("status"),
+            since=since, until=until, after=after)
+    next_cursor = queries.encode_cursor(page[-1]) if more and page else None
     return jsonify(orders=[order_json(o) for o in page], next_cursor=next_cursor)
 
 
@@ -56,15 +44,8 @@ def get_order(order_id: str) -> tuple[Response, int]:
         order = session.get(Order, key)
         if order is None:
             return jsonify(error=f"order {order_id} not found"), 404
-        lines = session.execute(
-            select(OrderLine).where(OrderLine.order_id == key).order_by(OrderLine.position)
-        ).scalars().all()
-        events = session.execute(
-            select(WebhookEvent.id, WebhookEvent.topic, WebhookEvent.status,
-                   WebhookEvent.received_at)
-            .where(WebhookEvent.order_id == key)
-            .order_by(WebhookEvent.received_at)
-        ).all()
+        lines = queries.order_lines(session, key)
+        events = queries.order_events(session, key)
     body = order_json(order)
     body["lines"] = [line_json(line) for line in lines]
     body["event_ids"] = [str(e.id) for e in events]
@@ -162,20 +143,10 @@ def _time(name: str, raw: str) -> datetime:
         raise BadRequest(f"{name}: {raw!r} is not an ISO 8601 date or date-time") from None
 
 
-def _encode_cursor(order: Order) -> str:
-    raw = f"{order.placed_at.isoformat()}|{order.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, _, ident = raw.partition("|")
-        when = datetime.fromisoformat(at)
-        if when.tzinfo is None:
-            raise ValueError("naive time")
-        return when.astimezone(UTC), uuid.UUID(ident)
-    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
+        return queries.decode_cursor(cursor)
+    except ValueError:
         raise BadRequest("cursor: not a cursor this API returned") from None
 
 

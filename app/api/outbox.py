@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, jsonify, request
-from sqlalchemy import select
 
-from app import outbox
+from app import outbox, queries
 from app.api import BadRequest, bp
 from app.api.orders import _limit
 from app.hub import hub
@@ -29,18 +28,12 @@ def list_outbox() -> Response:
         raise BadRequest("offset: not a whole number") from None
     if not 0 <= offset <= 1_000_000:
         raise BadRequest("offset: must be between 0 and 1000000")
-    stmt = select(OutboxJob)
-    if status := request.args.get("status"):
-        if status not in STATUSES:
-            raise BadRequest(f"status: {status!r} is not one of {', '.join(STATUSES)}")
-        stmt = stmt.where(OutboxJob.status == status)
-    if kind := request.args.get("kind"):
-        stmt = stmt.where(OutboxJob.kind == kind)
-    if lane := request.args.get("lane"):
-        stmt = stmt.where(OutboxJob.lane == lane)
-    stmt = stmt.order_by(OutboxJob.created_at.desc(), OutboxJob.id.desc())
+    status = request.args.get("status")
+    if status and status not in STATUSES:
+        raise BadRequest(f"status: {status!r} is not one of {', '.join(STATUSES)}")
     with hub().db.read_session() as session:
-        jobs = list(session.execute(stmt.offset(offset).limit(limit)).scalars())
+        jobs = queries.select_jobs(session, limit=limit, offset=offset, status=status,
+                                   kind=request.args.get("kind"), lane=request.args.get("lane"))
         summary = outbox.depth(session, now=utcnow())
     return jsonify(jobs=[job_json(job) for job in jobs], summary=summary)
 

@@ -6,8 +6,8 @@ import uuid
 from typing import Any
 
 from flask import Response, jsonify, request
-from sqlalchemy import select
 
+from app import queries
 from app.api import BadRequest, bp
 from app.api.orders import _limit
 from app.hub import hub
@@ -27,16 +27,12 @@ def list_purchase_orders() -> Response:
         raise BadRequest("offset: not a whole number") from None
     if not 0 <= offset <= 1_000_000:
         raise BadRequest("offset: must be between 0 and 1000000")
-    stmt = select(PurchaseOrder)
-    if status := request.args.get("status"):
-        stmt = stmt.where(PurchaseOrder.status == status)
-    if supplier := request.args.get("supplier"):
-        stmt = stmt.where(PurchaseOrder.supplier == supplier)
-    if order_id := request.args.get("order_id"):
-        stmt = stmt.where(PurchaseOrder.order_id == _uuid("order_id", order_id))
-    stmt = stmt.order_by(PurchaseOrder.created_at.desc(), PurchaseOrder.id.desc())
+    order_id = request.args.get("order_id")
+    key = _uuid("order_id", order_id) if order_id else None
     with hub().db.read_session() as session:
-        rows = list(session.execute(stmt.offset(offset).limit(limit)).scalars())
+        rows = queries.select_purchase_orders(
+            session, limit=limit, offset=offset, status=request.args.get("status"),
+            supplier=request.args.get("supplier"), order_id=key)
     return jsonify(purchase_orders=[po_json(po) for po in rows])
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,11 +47,18 @@ def service_env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def gunicorn(tmp_path: Path) -> Iterator[str]:
-    env = service_env(tmp_path)
+    with running_gunicorn(tmp_path, service_env(tmp_path)) as url:
+        yield url
+
+
+@contextmanager
+def running_gunicorn(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
+    """`db upgrade`, then gunicorn with two workers on a free port of 127.0.0.1 until the
+    block ends; yields its URL. Its output goes to tmp_path/gunicorn.log."""
     subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
                    check=True, capture_output=True, timeout=60)
     port = free_port()
-    env.update(GUNICORN_WORKERS="2")
+    env = {**env, "GUNICORN_WORKERS": "2"}
     log = (tmp_path / "gunicorn.log").open("w")
     proc = subprocess.Popen(
         [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",

@@ -18,6 +18,7 @@ def test_defaults() -> None:
     assert settings.database_url == "sqlite:///var/orderhub.db"
     assert settings.max_body_bytes == 2 * 1024 * 1024
     assert settings.shopify_webhook_secrets == ()
+    assert settings.dashboard_password is None  # no dashboard until a password is set
     assert "a-long-enough" not in repr(settings)  # secrets never printed
 
 
@@ -44,6 +45,7 @@ def test_rotation_keeps_both_secrets_current_first() -> None:
         ({"MAX_BODY_BYTES": "-1"}, "MAX_BODY_BYTES", "greater than zero"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL", "not one of"),
         ({"SHOPIFY_WEBHOOK_SECRET_PREVIOUS": "old"}, "SHOPIFY_WEBHOOK_SECRET", "missing"),
+        ({"DASHBOARD_PASSWORD": "elevenchars"}, "DASHBOARD_PASSWORD", "at least 12"),
     ],
 )
 def test_bad_settings_are_named(override: dict[str, str], name: str, words: str) -> None:

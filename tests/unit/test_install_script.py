@@ -63,6 +63,7 @@ def test_install_twice_into_a_temporary_root(tmp_path: Path) -> None:
     values = {k: v or "" for k, v in dotenv_values(env_file).items()}
     assert len(values["SECRET_KEY"]) >= 32 and len(values["ORDERHUB_API_TOKEN"]) >= 32
     assert values["SECRET_KEY"] != values["ORDERHUB_API_TOKEN"]
+    assert len(values["DASHBOARD_PASSWORD"]) >= 32  # the dashboard is on, with its own secret
     assert values["DATABASE_URL"] == "sqlite:////var/lib/orderhub/orderhub.db"
     assert values["SUPPLIERS_FILE"] == "/etc/orderhub/suppliers.toml"
     assert proxy_hops_from_env(values) == 1
