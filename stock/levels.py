@@ -13,9 +13,9 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.channels.base import ChannelApiError, InventoryApi, Listing, QuantityChange
@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 LOOKUP_BATCH = 250
 PUSH_BATCH = 250
+IN_CHUNK = 500          # values in one SQL IN (...), well under SQLite's variable limit
+WRITE_CHUNK = 2000      # rows per executemany, so a catalogue's rows are never all in memory
+# Rows are fetched and turned into objects a chunk at a time, not all at once.
+STREAM: Final = {"yield_per": 5000}
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,53 @@ class StockRules:
     per_channel: Mapping[str, RuleOverride] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class KnownListing:
+    """A `channel_listings` row as pushing needs it: plain values rather than an ORM object
+    (a channel may list hundreds of thousands of SKUs). The row is (channel, sku); `item` and
+    `location` are its refs' `inventory_item_id` and `location_id`, None while not known."""
+
+    sku: str
+    item: str | None
+    location: str | None
+    last_pushed: int | None
+    buffer: int | None
+    percent: int | None
+    max_quantity: int | None
+    manual_quantity: int | None
+
+
+_KNOWN_COLUMNS = (ChannelListing.sku, ChannelListing.refs, ChannelListing.last_pushed,
+                  ChannelListing.buffer, ChannelListing.percent, ChannelListing.max_quantity,
+                  ChannelListing.manual_quantity)
+
+
+def known_listings(session: Session, channel: str,
+                   skus: Collection[str] | None = None) -> dict[str, KnownListing]:
+    """The channel's listings by SKU: all of them, or those of `skus` (read IN_CHUNK at a
+    time, so a sale's few SKUs do not load the whole catalogue)."""
+    stmt = select(*_KNOWN_COLUMNS).where(ChannelListing.channel == channel)
+    locations: dict[str, str] = {}   # one string per location, not one per SKU
+    listings: dict[str, KnownListing] = {}
+
+    def add(rows: Iterable[tuple[Any, ...]]) -> None:
+        for sku, refs, *rest in rows:
+            item = location = None
+            if refs and refs.get("inventory_item_id") is not None:
+                item = str(refs["inventory_item_id"])
+                location = str(refs.get("location_id"))
+                location = locations.setdefault(location, location)
+            listings[sku] = KnownListing(sku, item, location, *rest)
+
+    if skus is None:
+        add(session.execute(stmt, execution_options=STREAM).tuples())
+        return listings
+    names = sorted(set(skus))
+    for i in range(0, len(names), IN_CHUNK):
+        add(session.execute(stmt.where(ChannelListing.sku.in_(names[i:i + IN_CHUNK]))).tuples())
+    return listings
+
+
 @dataclass
 class PushReport:
     channel: str
@@ -55,42 +106,42 @@ class PushReport:
     pushed: int = 0
     not_listed: int = 0
     errors: list[str] = field(default_factory=list)
-    diff: list[str] = field(default_factory=list)      # "SKU: before -> after"
+    diff: list[str] = field(default_factory=list)      # dry run: "SKU: before -> after"
 
 
 def replace_levels(session: Session, supplier: str, totals: Mapping[str, int],
                    as_of: datetime, now: datetime) -> int:
-    """Make `stock_levels` for `supplier` exactly `totals`; returns how many SKUs changed."""
-    existing = {row.sku: (row.id, row.quantity) for row in session.execute(
-        select(StockLevel.id, StockLevel.sku, StockLevel.quantity)
-        .where(StockLevel.supplier == supplier))}
-    inserts = [{"id": new_id(), "supplier": supplier, "sku": sku, "quantity": qty,
-                "as_of": as_of, "updated_at": now}
-               for sku, qty in totals.items() if sku not in existing]
-    updates = [{"_id": existing[sku][0], "quantity": qty, "as_of": as_of, "updated_at": now}
-               for sku, qty in totals.items()
-               if sku in existing and existing[sku][1] != qty]
-    gone = [row_id for sku, (row_id, _) in existing.items() if sku not in totals]
+    """Make `stock_levels` for `supplier` exactly `totals`; returns how many SKUs changed.
+    Rows are found by (supplier, sku), the table's unique key, and written WRITE_CHUNK at a
+    time."""
+    existing = supplier_levels(session, supplier)
     table: Any = StockLevel.__table__
-    if inserts:
-        session.execute(insert(table), inserts)
-    if updates:
-        from sqlalchemy import bindparam
-
-        session.execute(update(table).where(table.c.id == bindparam("_id"))
-                        .values(quantity=bindparam("quantity"), as_of=bindparam("as_of"),
-                                updated_at=bindparam("updated_at")), updates)
-    if gone:
-        for i in range(0, len(gone), 500):
-            session.execute(delete(table).where(table.c.id.in_(gone[i:i + 500])))
+    new = [sku for sku in totals if sku not in existing]
+    changed = [sku for sku, qty in totals.items() if sku in existing and existing[sku] != qty]
+    gone = [sku for sku in existing if sku not in totals]
+    for i in range(0, len(new), WRITE_CHUNK):
+        session.execute(insert(table), [
+            {"id": new_id(), "supplier": supplier, "sku": sku, "quantity": totals[sku],
+             "as_of": as_of, "updated_at": now} for sku in new[i:i + WRITE_CHUNK]])
+    for i in range(0, len(changed), WRITE_CHUNK):
+        session.execute(update(table).where(table.c.supplier == supplier,
+                                            table.c.sku == bindparam("_sku"))
+                        .values(quantity=bindparam("_quantity"), as_of=bindparam("_as_of"),
+                                updated_at=bindparam("_at")),
+                        [{"_sku": sku, "_quantity": totals[sku], "_as_of": as_of, "_at": now}
+                         for sku in changed[i:i + WRITE_CHUNK]])
+    for i in range(0, len(gone), IN_CHUNK):
+        session.execute(delete(table).where(table.c.supplier == supplier,
+                                            table.c.sku.in_(gone[i:i + IN_CHUNK])))
     session.execute(update(table).where(table.c.supplier == supplier)
                     .values(as_of=as_of))
-    return len(inserts) + len(updates) + len(gone)
+    return len(new) + len(changed) + len(gone)
 
 
 def supplier_levels(session: Session, supplier: str) -> dict[str, int]:
-    return dict(session.execute(select(StockLevel.sku, StockLevel.quantity)
-                                .where(StockLevel.supplier == supplier)).tuples().all())
+    return {sku: quantity for sku, quantity in session.execute(
+        select(StockLevel.sku, StockLevel.quantity).where(StockLevel.supplier == supplier),
+        execution_options=STREAM).tuples()}
 
 
 def feed_totals(session: Session, skus: Collection[str] | None = None) -> dict[str, int]:
@@ -98,7 +149,8 @@ def feed_totals(session: Session, skus: Collection[str] | None = None) -> dict[s
     stmt = select(StockLevel.sku, func.sum(StockLevel.quantity)).group_by(StockLevel.sku)
     if skus is not None:
         stmt = stmt.where(StockLevel.sku.in_(list(skus)))
-    return {sku: int(total) for sku, total in session.execute(stmt).tuples()}
+    return {sku: int(total) for sku, total in session.execute(
+        stmt, execution_options=STREAM).tuples()}
 
 
 def reserved(session: Session, skus: Collection[str] | None = None) -> dict[str, int]:
@@ -125,27 +177,28 @@ def push_changed(db: Database, *, channel: str, api: InventoryApi, rules: StockR
         if totals is None:
             totals = feed_totals(session, skus)
         held = reserved(session, skus)
-        listings = {row.sku: row for row in session.execute(
-            select(ChannelListing).where(ChannelListing.channel == channel)).scalars()
-            if skus is None or row.sku in skus}
+        listings = known_listings(session, channel, skus)
     wanted = set(skus) if skus is not None else set(totals) | set(listings)
     report.considered = len(wanted)
-    unknown = sorted(sku for sku in wanted if sku not in listings or not listings[sku].refs)
+    unknown = sorted(sku for sku in wanted if sku not in listings or not listings[sku].item)
     if unknown and not dry_run:
         _lookup(db, channel, api, unknown, listings, now)
-    changes: list[tuple[ChannelListing, int]] = []
+    changes: list[tuple[KnownListing, int]] = []
+    channel_rule = layer_rules(rules.default, rules.per_channel.get(channel))
     for sku in sorted(wanted):
         listing = listings.get(sku)
-        if listing is None or not listing.refs:
+        if listing is None or not listing.item:
             report.not_listed += 1
             continue
-        rule = layer_rules(rules.default, rules.per_channel.get(channel), _sku_rule(listing))
+        own = _sku_rule(listing)
+        rule = channel_rule if own is None else layer_rules(channel_rule, own)
         quantity = (listing.manual_quantity if listing.manual_quantity is not None
                     else available(totals.get(sku), held.get(sku, 0), rule))
         if quantity != listing.last_pushed:
             changes.append((listing, quantity))
-            before = "?" if listing.last_pushed is None else listing.last_pushed
-            report.diff.append(f"{sku}: {before} -> {quantity}")
+            if dry_run:   # only shown then; a first run would keep a line per SKU otherwise
+                before = "?" if listing.last_pushed is None else listing.last_pushed
+                report.diff.append(f"{sku}: {before} -> {quantity}")
     report.changed = len(changes)
     if dry_run or not changes:
         return report
@@ -156,7 +209,7 @@ def push_changed(db: Database, *, channel: str, api: InventoryApi, rules: StockR
     return report
 
 
-def _sku_rule(listing: ChannelListing) -> RuleOverride | None:
+def _sku_rule(listing: ChannelListing | KnownListing) -> RuleOverride | None:
     """The listing's own settings, where an operator set them (the rest is inherited)."""
     if listing.buffer is None and listing.percent is None and listing.max_quantity is None:
         return None
@@ -167,38 +220,49 @@ def _sku_rule(listing: ChannelListing) -> RuleOverride | None:
 
 
 def _lookup(db: Database, channel: str, api: InventoryApi, skus: list[str],
-            listings: dict[str, ChannelListing], now: datetime) -> None:
+            listings: dict[str, KnownListing], now: datetime) -> None:
     found: dict[str, Listing] = {}
     for i in range(0, len(skus), LOOKUP_BATCH):
         found.update(api.lookup_listings(skus[i:i + LOOKUP_BATCH]))
     if not found:
         return
+    names = sorted(found)
+
+    def refs(sku: str) -> dict[str, str]:
+        return {"inventory_item_id": found[sku].inventory_item_id,
+                "location_id": found[sku].location_id}
+
+    table: Any = ChannelListing.__table__
     with db.session() as session:
-        for sku, listing in found.items():
-            refs = {"inventory_item_id": listing.inventory_item_id,
-                    "location_id": listing.location_id}
-            row = session.execute(select(ChannelListing).where(
-                ChannelListing.channel == channel, ChannelListing.sku == sku)).scalar_one_or_none()
-            if row is None:
-                row = ChannelListing(id=new_id(), channel=channel, sku=sku, refs=refs,
-                                     updated_at=now)
-                session.add(row)
-            else:
-                row.refs = refs
-        session.commit()
-        for row in session.execute(select(ChannelListing).where(
+        existing: set[str] = set()   # read in the write transaction: a sale's job may have
+        for i in range(0, len(names), IN_CHUNK):   # added a row since
+            existing.update(session.execute(select(ChannelListing.sku).where(
                 ChannelListing.channel == channel,
-                ChannelListing.sku.in_(list(found)))).scalars():
-            session.expunge(row)
-            listings[row.sku] = row
+                ChannelListing.sku.in_(names[i:i + IN_CHUNK]))).scalars())
+        new = [sku for sku in names if sku not in existing]
+        known = [sku for sku in names if sku in existing]
+        for i in range(0, len(new), WRITE_CHUNK):
+            session.execute(insert(table), [
+                {"id": new_id(), "channel": channel, "sku": sku, "refs": refs(sku),
+                 "updated_at": now} for sku in new[i:i + WRITE_CHUNK]])
+        for i in range(0, len(known), WRITE_CHUNK):
+            session.execute(update(table).where(table.c.channel == channel,
+                                                table.c.sku == bindparam("_sku"))
+                            .values(refs=bindparam("_refs")),
+                            [{"_sku": sku, "_refs": refs(sku)} for sku in known[i:i + WRITE_CHUNK]])
+        session.commit()
+        # The rows just added hold nothing else yet; rows that were there are read back.
+        for sku in new:
+            listings[sku] = KnownListing(sku, found[sku].inventory_item_id,
+                                         found[sku].location_id, None, None, None, None, None)
+        listings.update(known_listings(session, channel, known))
 
 
 def _push_batch(db: Database, channel: str, api: InventoryApi,
-                batch: list[tuple[ChannelListing, int]], reason: str, run: str, key: str,
+                batch: list[tuple[KnownListing, int]], reason: str, run: str, key: str,
                 now: datetime, report: PushReport) -> None:
-    changes = [QuantityChange(Listing(listing.sku, str((listing.refs or {})["inventory_item_id"]),
-                                      str((listing.refs or {})["location_id"])), quantity,
-                              listing.last_pushed) for listing, quantity in batch]
+    changes = [QuantityChange(Listing(listing.sku, str(listing.item), str(listing.location)),
+                              quantity, listing.last_pushed) for listing, quantity in batch]
     try:
         result = api.set_quantities(changes, reason="correction", reference=None,
                                     idempotency_key=key)
@@ -220,11 +284,15 @@ def _push_batch(db: Database, channel: str, api: InventoryApi,
         report.errors.extend(retry.errors)
     report.errors.extend(result.errors)
     pushed = [(listing, quantity) for listing, quantity in batch if listing.sku in applied]
+    table: Any = ChannelListing.__table__
     with db.session() as session:
-        for listing, quantity in pushed:
-            session.execute(update(ChannelListing).where(ChannelListing.id == listing.id)
-                            .values(last_pushed=quantity, last_pushed_at=now, updated_at=now))
         if pushed:
+            session.execute(update(table).where(
+                table.c.channel == channel, table.c.sku == bindparam("_sku")).values(
+                last_pushed=bindparam("_quantity"), last_pushed_at=bindparam("_at"),
+                updated_at=bindparam("_at")),
+                [{"_sku": listing.sku, "_quantity": quantity, "_at": now}
+                 for listing, quantity in pushed])
             session.execute(insert(InventoryLog), [
                 {"id": new_id(), "sku": listing.sku, "channel": channel,
                  "before": listing.last_pushed, "after": quantity, "reason": reason,

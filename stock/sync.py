@@ -104,7 +104,11 @@ def sync_stock(*, db: Database, book: SupplierBook, folders: FolderTransports,
         report = _read_supplier(db, supplier, folders, alerts, now(), dry_run=dry_run,
                                 accept=accept_feed == supplier.key)
         run.feeds.append(report)
-    totals = _would_be(db, run.feeds) if dry_run else None
+    if dry_run:
+        totals = _would_be(db, run.feeds)
+    else:   # read once for every channel: only a sync writes stock levels
+        with db.read_session() as session:
+            totals = feed_totals(session)
     for channel, api in apis.items():
         if progress:
             progress(f"push {channel}")
