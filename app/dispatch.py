@@ -107,7 +107,9 @@ class RunStats:
 
     def summary(self) -> str:
         pushed = f"{self.pushed} fulfillment(s) pushed, " if self.pushed else ""
+        synced = f"{self.synced} sync run(s), " if self.synced else ""
         return (f"{self.sent} sent, {self.already_present} already on the server, {pushed}"
+                f"{synced}"
                 f"{self.retried} to retry, {self.dead} dead, {self.cancelled} cancelled")
 
 

@@ -178,14 +178,6 @@ def release(session: Session, job_ids: Iterable[uuid.UUID], *, now: datetime,
         lease_until=None, next_attempt_at=due or now, updated_at=now))
 
 
-def has_open_job(session: Session, *, kind: str, target: str) -> bool:
-    """Whether a job for `target` is waiting or being worked on."""
-    t = _table()
-    found = session.execute(select(t.c.id).where(
-        t.c.kind == kind, t.c.target == target, t.c.status.in_(OPEN)).limit(1)).first()
-    return found is not None
-
-
 def depth(session: Session, *, now: datetime) -> list[dict[str, Any]]:
     """Per kind and status: how many jobs, and the oldest next attempt (for /api and metrics)."""
     t = _table()

@@ -304,7 +304,3 @@ def _push_batch(db: Database, channel: str, api: InventoryApi,
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
-
-
-def skus_of(lines: Iterable[tuple[str | None, Any]]) -> list[str]:
-    return sorted({sku for sku, _ in lines if sku})

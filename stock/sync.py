@@ -20,8 +20,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import BinaryIO
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.alerts import AlertSink
 from app.channels.base import InventoryApi
@@ -211,19 +213,13 @@ def _would_be(db: Database, feeds: list[FeedReport]) -> dict[str, int]:
 class _Hashing:
     """A binary stream that hashes what is read through it."""
 
-    def __init__(self, raw: object, digest: object) -> None:
+    def __init__(self, raw: BinaryIO, digest: hashlib._Hash) -> None:
         self.raw, self.digest = raw, digest
 
-    def read(self, size: int = -1) -> bytes:
-        data: bytes = self.raw.read(size)  # type: ignore[attr-defined]
-        self.digest.update(data)  # type: ignore[attr-defined]
+    def read(self, size: int = -1, /) -> bytes:
+        data = self.raw.read(size)
+        self.digest.update(data)
         return data
-
-    def readable(self) -> bool:
-        return True
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.raw, name)
 
 
 def _failed(db: Database, supplier: Supplier, alerts: AlertSink, now: datetime, reason: str,
@@ -252,12 +248,9 @@ def _note(db: Database, supplier: Supplier, alerts: AlertSink, now: datetime, st
                      ref=supplier.key)
 
 
-def _state(session: object, supplier: str, status: str, reason: str | None,
+def _state(session: Session, supplier: str, status: str, reason: str | None,
            feed_at: datetime | None, now: datetime, sha: str | None,
            report: FeedReport) -> None:
-    from sqlalchemy.orm import Session
-
-    assert isinstance(session, Session)
     state = session.get(StockFeed, supplier) or StockFeed(supplier=supplier)
     state.status, state.reason, state.read_at, state.sha256 = status, reason, now, sha
     if feed_at is not None:
