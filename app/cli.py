@@ -91,7 +91,8 @@ def build_dispatcher(services: Hub) -> Dispatcher:
         ack_settle_seconds=settings.shipments_settle_seconds,
         stock_rules=services.stock_rules,
         sync_targets=services.sync_targets,
-        sync_overlap=timedelta(hours=settings.orders_sync_overlap_hours))
+        sync_overlap=timedelta(hours=settings.orders_sync_overlap_hours),
+        channels=services.channels)
 
 
 @db_cli.command("upgrade")

@@ -1,5 +1,9 @@
 """The dispatcher: takes due outbox jobs and does them, one supplier ("lane") per thread.
 
+It also applies the webhook deliveries the web app has stored and acknowledged (one thread,
+`app.intake.apply_pending`): their orders, routing and purchase orders, whose outbox jobs it
+then takes like any other.
+
 A lane's jobs are claimed in batches and sent over one connection. For each purchase order:
 read the document, upload it atomically, then commit "sent" and "done" together. A crash between
 the upload and the commit leaves the job `running`; when its lease ends it is claimed again, the
@@ -34,9 +38,10 @@ from app import outbox
 from app.alerts import Alerter, AlertSettings, AlertSink
 from app.breaker import CircuitBreaker
 from app.channel_jobs import CHANNEL_LANE, STOCK_LANE, ChannelJobs
-from app.channels.base import ChannelApi
+from app.channels.base import Channel, ChannelApi
 from app.db import Database
 from app.errors import OrderHubError
+from app.intake import apply_pending
 from app.logs import bind
 from app.metrics import DISPATCH_JOBS, DISPATCH_SECONDS
 from app.models import JobKind, Order, OrderStatus, PoStatus, PurchaseOrder
@@ -54,6 +59,7 @@ DEFAULT_SHADOW_DIR = "var/shadow"
 
 # Lane names with a ':' can never be a supplier's (supplier keys are letters, digits, - and _).
 ACKS = "acks:"              # the acknowledgement poll's slot among the busy lanes
+INTAKE = "intake:"          # the thread applying accepted webhook deliveries
 
 
 TransportFactory = Callable[[Supplier], Transport]
@@ -90,6 +96,7 @@ class RunStats:
 
     sent: int = 0
     already_present: int = 0
+    applied: int = 0
     pushed: int = 0
     synced: int = 0
     retried: int = 0
@@ -106,9 +113,11 @@ class RunStats:
         return self.retried + self.dead
 
     def summary(self) -> str:
+        applied = f"{self.applied} delivery(ies) applied, " if self.applied else ""
         pushed = f"{self.pushed} fulfillment(s) pushed, " if self.pushed else ""
         synced = f"{self.synced} sync run(s), " if self.synced else ""
-        return (f"{self.sent} sent, {self.already_present} already on the server, {pushed}"
+        return (f"{applied}{self.sent} sent, {self.already_present} already on the server, "
+                f"{pushed}"
                 f"{synced}"
                 f"{self.retried} to retry, {self.dead} dead, {self.cancelled} cancelled")
 
@@ -154,7 +163,9 @@ class Dispatcher(ChannelJobs):
                  sync_targets: Mapping[str, SyncTarget] | None = None,
                  sync_overlap: timedelta = DEFAULT_OVERLAP,
                  stock_rules: StockRules | None = None,
-                 ack_settle_seconds: float = 2.0) -> None:
+                 ack_settle_seconds: float = 2.0,
+                 channels: Mapping[str, Channel] | None = None,
+                 intake_batch: int = 100) -> None:
         self.db = db
         self.purchasing = purchasing
         self.book: SupplierBook = purchasing.book
@@ -179,6 +190,9 @@ class Dispatcher(ChannelJobs):
         self.ack_poll_seconds = ack_poll_seconds
         self._acks_wanted = folders is not None and any(s.acks_path or s.ack_timeout_seconds
                                                         for s in self.book.suppliers)
+        # Webhook deliveries are applied when the dispatcher knows the channels they came from.
+        self.channels: Mapping[str, Channel] | None = channels
+        self.intake_batch = intake_batch
 
     # ------------------------------------------------------------ the loop
 
@@ -188,8 +202,12 @@ class Dispatcher(ChannelJobs):
         stats = RunStats()
         busy: dict[str, Future[None]] = {}
         next_acks = time.monotonic()
-        with ThreadPoolExecutor(self.threads + 1, thread_name_prefix="dispatch") as pool:
+        if once and self.channels is not None:
+            self._apply_deliveries(stats, stop, once=True)  # their jobs are due in this run
+        with ThreadPoolExecutor(self.threads + 2, thread_name_prefix="dispatch") as pool:
             while True:
+                if not once and self.channels is not None and INTAKE not in busy:
+                    busy[INTAKE] = pool.submit(self._apply_deliveries, stats, stop)
                 if self._acks_wanted and ACKS not in busy and time.monotonic() >= next_acks:
                     busy[ACKS] = pool.submit(self._poll_acks)
                     next_acks = time.monotonic() + self.ack_poll_seconds
@@ -203,13 +221,14 @@ class Dispatcher(ChannelJobs):
                     wait(list(busy.values()))
                     break
                 lanes: list[str] = []
-                free = self.threads - len(busy.keys() - {ACKS})
+                free = self.threads - len(busy.keys() - {ACKS, INTAKE})
                 if free > 0:
                     now = self.clock()
                     with self.db.read_session() as session:
                         lanes = outbox.due_lanes(
                             session, now=now, limit=free,
-                            exclude=(busy.keys() - {ACKS}) | self.breaker.open_lanes(now)
+                            exclude=(busy.keys() - {ACKS, INTAKE})
+                            | self.breaker.open_lanes(now)
                             | self.paused)
                     for lane in lanes:
                         busy[lane] = pool.submit(self._work_lane, lane, stats, stop)
@@ -224,6 +243,29 @@ class Dispatcher(ChannelJobs):
                 else:
                     stop.wait(self.poll_seconds)
         return stats
+
+    def _apply_deliveries(self, stats: RunStats, stop: threading.Event, *,
+                          once: bool = False) -> None:
+        """Apply accepted webhook deliveries as they arrive (with `once`: those waiting now)."""
+        assert self.channels is not None
+        while not stop.is_set():
+            try:
+                outcomes = apply_pending(self.db, channels=self.channels,
+                                         purchasing=self.purchasing, limit=self.intake_batch)
+            except Exception:
+                # Typically the database (a lock timeout, a restart): the deliveries stay
+                # pending, and are applied once it answers again.
+                log.exception("applying webhook deliveries failed; trying again shortly")
+                if once:
+                    return
+                stop.wait(self.poll_seconds * 4)
+                continue
+            applied = outcomes.total()
+            stats.add("applied", applied)
+            if applied < self.intake_batch:
+                if once:
+                    return
+                stop.wait(self.poll_seconds / 2)  # new deliveries are picked up within this
 
     def _poll_acks(self) -> None:
         from app.acknowledgements import poll_acknowledgements

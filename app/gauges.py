@@ -2,8 +2,9 @@
 process answers: the outbox per job kind (waiting, in progress, dead, and how long the oldest due
 job has waited), quarantined inbound files, and orders that need a person.
 
-Two statements per scrape, each served by an index: the outbox's (status, next_attempt_at), and
-inbound_files' (status, received_at) with orders' (status). Done jobs and applied files, the bulk
+A few statements per scrape, each served by an index: the outbox's (status, next_attempt_at),
+inbound_files' (status, received_at) with orders' (status), and webhook_events' (status,
+received_at) for the deliveries waiting to be applied. Done jobs and applied files, the bulk
 of both tables, are never read. A database that does not answer makes `orderhub_database_up` 0
 rather than failing the scrape, so the process metrics still arrive.
 """
@@ -24,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app import outbox
 from app.db import Database
 from app.models import InboundFile, JobKind, JobStatus, Order, OrderStatus, StockFeed
+from app.queries import pending_deliveries
 from app.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class DatabaseGauges(Collector):
                 counts = session.execute(_counts()).all()
                 feeds = session.execute(select(StockFeed.supplier, StockFeed.status,
                                                StockFeed.feed_at)).all()
+                waiting, oldest_waiting = pending_deliveries(session)
         except SQLAlchemyError as exc:
             log.error("metrics: the database did not answer: %s", exc)
             up.add_metric([], 0)
@@ -76,12 +79,25 @@ class DatabaseGauges(Collector):
         yield quarantined
         yield attention
 
+        now = self.clock()
+        pending = GaugeMetricFamily(
+            "orderhub_webhook_deliveries_pending",
+            "Webhook deliveries acknowledged and not applied yet (the dispatcher applies them "
+            "within a second; a growing number means it is not running or falls behind).")
+        pending.add_metric([], waiting)
+        yield pending
+        pending_age = GaugeMetricFamily(
+            "orderhub_webhook_deliveries_oldest_pending_seconds",
+            "Seconds the oldest pending webhook delivery has waited (0 when none waits).")
+        pending_age.add_metric([], max(0.0, (now - oldest_waiting).total_seconds())
+                               if oldest_waiting else 0.0)
+        yield pending_age
+
         age = GaugeMetricFamily(
             "orderhub_stock_feed_age_seconds",
             "Age of each supplier's last stock feed (its as_of, else the file's time), with "
             "the feed's state: ok, held (for an operator), stale or failed.",
             labels=["supplier", "status"])
-        now = self.clock()
         for supplier, status, feed_at in feeds:
             if feed_at is not None:
                 age.add_metric([supplier, status], max(0.0, (now - feed_at).total_seconds()))

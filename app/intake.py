@@ -1,8 +1,19 @@
 """Receiving deliveries: store each one exactly once, and the order it carries, never backwards.
 
-`receive_delivery` is the whole use case for a verified delivery. Everything that can be done
-without the database (JSON decoding, normalization) happens before the first statement, so the
-write transaction — which on SQLite holds the single write lock — is only a few statements long.
+A webhook is taken in two steps, each one transaction:
+
+1. `accept_delivery` (in the request): the verified delivery is stored in `webhook_events`,
+   once per delivery id, as `pending`, and acknowledged. That is all the platform waits for, so
+   it is as cheap as storing a raw body can be. Deliveries that need no work (an ignored topic,
+   another shop) are settled here.
+2. `apply_pending` (in the dispatcher, within a second): each pending delivery is decoded and
+   normalized outside any transaction; then one transaction claims it, upserts the order (never
+   backwards), routes it, writes its purchase orders and outbox jobs, and marks the delivery
+   processed (or quarantined, or stale).
+
+A delivery is acknowledged only once it is committed, so nothing acknowledged is lost; a
+worker that dies mid-way leaves it pending for the next one. `receive_delivery` does both
+steps in one transaction, for the orders sync, which already runs in a worker.
 """
 
 from __future__ import annotations
@@ -11,6 +22,7 @@ import contextlib
 import json
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +37,10 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.channels.base import Channel, Delivery, OrderData, OrderReference, TopicAction
+from app.db import Database
 from app.errors import NotFound, PayloadInvalid
+from app.logs import bind
+from app.metrics import INTAKE_APPLIED, INTAKE_DELAY_SECONDS
 from app.models import EventStatus, Order, OrderLine, OrderStatus, WebhookEvent
 from app.purchasing import Purchasing, route_order
 from app.types import new_id, utcnow
@@ -34,6 +49,7 @@ log = logging.getLogger(__name__)
 
 
 class Outcome(StrEnum):
+    ACCEPTED = "accepted"  # stored as pending; `apply_pending` takes it from there
     PROCESSED = "processed"
     STALE = "stale"
     DUPLICATE = "duplicate"
@@ -59,9 +75,8 @@ class Interpretation:
     reason: str | None = None
 
 
-def interpret(channel: Channel, topic: str, raw_body: bytes,
-              account: str | None = None) -> Interpretation:
-    """Decide what a verified delivery's body means; never raises for bad content."""
+def screen(channel: Channel, topic: str, account: str | None = None) -> Interpretation | None:
+    """What a delivery means when its headers already say it (no order to apply), else None."""
     if account is not None and not channel.account_allowed(account):
         return Interpretation(EventStatus.IGNORED,
                               reason=f"account {account!r} is not the one configured")
@@ -69,6 +84,15 @@ def interpret(channel: Channel, topic: str, raw_body: bytes,
         return Interpretation(EventStatus.QUARANTINED, reason="delivery has no topic")
     if channel.topic_action(topic) is TopicAction.IGNORE:
         return Interpretation(EventStatus.IGNORED, reason=f"topic {topic} is not processed")
+    return None
+
+
+def interpret(channel: Channel, topic: str, raw_body: bytes,
+              account: str | None = None) -> Interpretation:
+    """Decide what a verified delivery's body means; never raises for bad content."""
+    screened = screen(channel, topic, account)
+    if screened is not None:
+        return screened
     try:
         payload = json.loads(raw_body, parse_float=Decimal)
     except (ValueError, RecursionError) as exc:
@@ -107,15 +131,95 @@ def supersedes(
     return True
 
 
+def accept_delivery(session: Session, *, channel: Channel, delivery: Delivery,
+                    raw_body: bytes) -> IntakeResult:
+    """Store a verified delivery once, to be applied by `apply_pending`. The caller commits.
+
+    ACCEPTED (stored as pending) or DUPLICATE; IGNORED or QUARANTINED when the headers settle
+    it (an ignored topic, another shop, no topic).
+    """
+    screened = screen(channel, delivery.topic, delivery.account)
+    meaning = screened or Interpretation(EventStatus.PENDING)
+    event = _event_row(delivery, raw_body, meaning)
+    if not _insert_event(session, event):
+        return IntakeResult(Outcome.DUPLICATE)
+    if screened is None:
+        return IntakeResult(Outcome.ACCEPTED, event["id"])
+    return _apply(session, event["id"], delivery.channel, delivery.account, screened,
+                  purchasing=None)
+
+
 def receive_delivery(
     session: Session, *, channel: Channel, delivery: Delivery, raw_body: bytes,
     purchasing: Purchasing,
 ) -> IntakeResult:
-    """Store a verified delivery once and apply the order it carries. The caller commits."""
+    """Store a delivery once and apply the order it carries, in one transaction (for the orders
+    sync, which runs in a worker already). The caller commits."""
     meaning = interpret(channel, delivery.topic, raw_body, delivery.account)
-    event_id = new_id()
-    event = {
-        "id": event_id,
+    event = _event_row(delivery, raw_body, meaning)
+    if not _insert_event(session, event):
+        return IntakeResult(Outcome.DUPLICATE)
+    return _apply(session, event["id"], delivery.channel, delivery.account, meaning, purchasing,
+                  delivery.triggered_at)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    id: uuid.UUID
+    channel: str
+    account: str
+    delivery_id: str
+    topic: str
+    triggered_at: datetime | None
+    received_at: datetime
+    raw_body: bytes
+
+
+def apply_pending(db: Database, *, channels: Mapping[str, Channel], purchasing: Purchasing,
+                  limit: int = 100) -> Counter[Outcome]:
+    """Apply up to `limit` pending deliveries, oldest first; returns how each one ended.
+
+    Each is decoded before its transaction and applied in one of its own, which first claims it
+    (pending -> its outcome): a delivery another worker got to first is skipped, so several
+    dispatchers may run at once. A database error (a lock timeout, a lost connection) leaves the
+    delivery pending and is raised; the next call takes it up again.
+    """
+    with db.read_session() as session:
+        rows = [_Pending(*row) for row in session.execute(_pending_query(), {"limit": limit})]
+    outcomes: Counter[Outcome] = Counter()
+    for row in rows:
+        channel = channels.get(row.channel)
+        meaning = (interpret(channel, row.topic, row.raw_body, row.account) if channel
+                   else Interpretation(EventStatus.QUARANTINED,
+                                       reason=f"channel {row.channel!r} is not configured"))
+        with bind(delivery_id=row.delivery_id), db.session() as session:
+            if not _claim(session, row.id, meaning):
+                continue  # another worker applied it
+            result = _apply(session, row.id, row.channel, row.account, meaning, purchasing,
+                            row.triggered_at)
+            session.commit()
+            outcomes[result.outcome] += 1
+            INTAKE_APPLIED.labels(row.channel, result.outcome.value).inc()
+            INTAKE_DELAY_SECONDS.labels(row.channel).observe(
+                max(0.0, (utcnow() - row.received_at).total_seconds()))
+            with bind(order_id=result.order_id):
+                log.info("%s delivery %s (%s) %s event=%s order=%s", row.channel,
+                         row.delivery_id, row.topic, result.outcome.value, row.id,
+                         result.order_id)
+    return outcomes
+
+
+def _claim(session: Session, event_id: uuid.UUID, meaning: Interpretation) -> bool:
+    """Move a pending delivery to what it turned out to be; False if it is not pending."""
+    claimed = session.connection().execute(_sql(session).claim_event, {
+        "_id": event_id, "_pending": EventStatus.PENDING, **_event_state(meaning),
+    })
+    return claimed.rowcount == 1
+
+
+def _event_row(delivery: Delivery, raw_body: bytes, meaning: Interpretation) -> dict[str, Any]:
+    return {
+        "id": new_id(),
         "channel": delivery.channel,
         "delivery_id": delivery.delivery_id,
         "event_id": delivery.event_id,
@@ -125,16 +229,18 @@ def receive_delivery(
         "triggered_at": delivery.triggered_at,
         "received_at": utcnow(),
         "raw_body": raw_body,
-        "status": meaning.status,
-        "error": meaning.reason if meaning.status == EventStatus.QUARANTINED else None,
-        "note": meaning.reason if meaning.status == EventStatus.IGNORED else None,
+        **_event_state(meaning),
         "replays": 0,
         "order_id": None,
     }
-    if not _insert_event(session, event):
-        return IntakeResult(Outcome.DUPLICATE)
-    return _apply(session, event_id, delivery.channel, delivery.account, meaning, purchasing,
-                  delivery.triggered_at)
+
+
+def _event_state(meaning: Interpretation) -> dict[str, Any]:
+    return {
+        "status": meaning.status,
+        "error": meaning.reason if meaning.status == EventStatus.QUARANTINED else None,
+        "note": meaning.reason if meaning.status == EventStatus.IGNORED else None,
+    }
 
 
 def _insert_event(session: Session, event: dict[str, Any]) -> bool:
@@ -168,9 +274,8 @@ def replay_event(
     if channel is None:
         raise NotFound(f"channel {event.channel!r} of event {event.id} is not configured")
     meaning = interpret(channel, event.topic, event.raw_body, event.account)
-    event.status = meaning.status
-    event.error = meaning.reason if meaning.status == EventStatus.QUARANTINED else None
-    event.note = meaning.reason if meaning.status == EventStatus.IGNORED else None
+    for key, value in _event_state(meaning).items():
+        setattr(event, key, value)
     event.replays += 1
     session.flush()
     return _apply(session, event.id, event.channel, event.account, meaning, purchasing,
@@ -179,7 +284,7 @@ def replay_event(
 
 def _apply(
     session: Session, event_id: uuid.UUID, channel: str, account: str, meaning: Interpretation,
-    purchasing: Purchasing, triggered_at: datetime | None = None,
+    purchasing: Purchasing | None, triggered_at: datetime | None = None,
 ) -> IntakeResult:
     if meaning.status == EventStatus.IGNORED:
         return IntakeResult(Outcome.IGNORED, event_id, reason=meaning.reason)
@@ -194,7 +299,7 @@ def _apply(
         _mark_event(session, event_id, order_id=order_id, note=note[:255])
         return IntakeResult(Outcome.PROCESSED, event_id, order_id)
 
-    assert meaning.order is not None
+    assert meaning.order is not None and purchasing is not None
     try:
         # A savepoint: if the database refuses this order, or routing it hits a bug, the
         # delivery is kept as quarantined (replayable after a fix) instead of being lost.
@@ -388,6 +493,7 @@ class _Statements:
     update_order: Update
     update_line: Update
     update_event: Update
+    claim_event: Update
 
 
 def _sql(session: Session) -> _Statements:
@@ -426,4 +532,17 @@ def _statements(dialect: str) -> _Statements:
         update_order=update(orders).where(orders.c.id == bindparam("_id")),
         update_line=update(lines).where(lines.c.id == bindparam("_id")),
         update_event=update(events).where(events.c.id == bindparam("_id")),
+        claim_event=update(events).where(events.c.id == bindparam("_id"),
+                                         events.c.status == bindparam("_pending")),
     )
+
+
+@cache
+def _pending_query() -> Select[tuple[Any, ...]]:
+    events = WebhookEvent.metadata.tables["webhook_events"]
+    return (select(events.c.id, events.c.channel, events.c.account, events.c.delivery_id,
+                   events.c.topic, events.c.triggered_at, events.c.received_at,
+                   events.c.raw_body)
+            .where(events.c.status == EventStatus.PENDING)
+            .order_by(events.c.received_at, events.c.id)
+            .limit(bindparam("limit")))

@@ -47,8 +47,8 @@ LOCK_FILE = ".orderhub-metrics.lock"
 
 WEBHOOK_DELIVERIES = Counter(
     "orderhub_webhook_deliveries_total",
-    "Webhook deliveries by channel and result (processed, stale, duplicate, ignored, "
-    "quarantined, unauthorized, too_large, error).",
+    "Webhook deliveries by channel and result (accepted, duplicate, ignored, quarantined, "
+    "unauthorized, too_large, error).",
     ["channel", "result"],
 )
 
@@ -57,6 +57,21 @@ INGEST_SECONDS = Histogram(
     "Time from a delivery's first byte read to its transaction committed.",
     ["channel"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+INTAKE_APPLIED = Counter(
+    "orderhub_intake_applied_total",
+    "Accepted deliveries applied by the dispatcher, by channel and result (processed, stale, "
+    "ignored, quarantined).",
+    ["channel", "result"],
+)
+
+INTAKE_DELAY_SECONDS = Histogram(
+    "orderhub_intake_delay_seconds",
+    "Time from a delivery being stored (and acknowledged) to its order being applied, routed "
+    "and its purchase orders written.",
+    ["channel"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0),
 )
 
 DISPATCH_JOBS = Counter(

@@ -38,6 +38,7 @@ class Base(DeclarativeBase):
 
 
 class EventStatus:
+    PENDING = "pending"  # acknowledged, not applied yet (`app.intake.apply_pending`)
     PROCESSED = "processed"
     QUARANTINED = "quarantined"
     IGNORED = "ignored"

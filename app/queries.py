@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.models import (
     ChannelListing,
+    EventStatus,
     InboundFile,
     Order,
     OrderLine,
@@ -102,6 +103,14 @@ def order_shipments(session: Session, order_id: uuid.UUID) -> list[Shipment]:
         select(Shipment).where(Shipment.order_id == order_id)
         .order_by(Shipment.created_at, Shipment.id)
     ).scalars())
+
+
+def pending_deliveries(session: Session) -> tuple[int, datetime | None]:
+    """Webhook deliveries acknowledged and not applied yet, and when the oldest arrived."""
+    count, oldest = session.execute(
+        select(func.count(), func.min(WebhookEvent.received_at))
+        .where(WebhookEvent.status == EventStatus.PENDING)).one()
+    return count, oldest
 
 
 def orders_by_status(session: Session) -> dict[str, int]:

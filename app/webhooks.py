@@ -1,4 +1,5 @@
-"""`POST /webhooks/<channel>`: verify, store once, acknowledge. Nothing slow happens here."""
+"""`POST /webhooks/<channel>`: verify, store once, acknowledge. Nothing slow happens here: the
+dispatcher applies the stored delivery (order, routing, purchase orders) within a second."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from app.errors import SignatureInvalid
 from app.hub import hub
-from app.intake import receive_delivery
+from app.intake import accept_delivery
 from app.logs import bind
 from app.metrics import INGEST_SECONDS, WEBHOOK_DELIVERIES
 
@@ -33,17 +34,14 @@ def receive(channel_name: str) -> tuple[Response, int]:
         return jsonify(error="invalid signature"), 401
 
     with bind(delivery_id=delivery.delivery_id), services.db.session() as session:
-        result = receive_delivery(session, channel=channel, delivery=delivery, raw_body=raw_body,
-                                  purchasing=services.purchasing)
+        result = accept_delivery(session, channel=channel, delivery=delivery, raw_body=raw_body)
         session.commit()
 
     WEBHOOK_DELIVERIES.labels(channel_name, result.outcome.value).inc()
     INGEST_SECONDS.labels(channel_name).observe(time.perf_counter() - started)
-    with bind(delivery_id=delivery.delivery_id, order_id=result.order_id):
-        log.info(
-            "%s delivery %s (%s) %s event=%s order=%s", channel_name, delivery.delivery_id,
-            delivery.topic, result.outcome.value, result.event_id, result.order_id,
-        )
+    with bind(delivery_id=delivery.delivery_id):
+        log.info("%s delivery %s (%s) %s event=%s", channel_name, delivery.delivery_id,
+                 delivery.topic, result.outcome.value, result.event_id)
     body = {"status": result.outcome.value}
     if result.event_id:
         body["event_id"] = str(result.event_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from app import create_app
 from app.channels.shopify import sign
 from app.db import upgrade
 from app.hub import Hub
+from app.intake import Outcome, apply_pending
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHOPIFY_SECRET = "shpss_test_secret_0123456789abcdef"
@@ -111,6 +113,26 @@ def client(app: Flask) -> FlaskClient:
 def hub_of(app: Flask) -> Hub:
     services: Hub = app.extensions["orderhub"]
     return services
+
+
+def apply_deliveries(app: Flask) -> Counter[Outcome]:
+    """Apply the accepted webhook deliveries, as the dispatcher does; how each one ended."""
+    services = hub_of(app)
+    return apply_pending(services.db, channels=services.channels,
+                         purchasing=services.purchasing, limit=10_000)
+
+
+def post_delivery(client: FlaskClient, body: bytes, headers: dict[str, str]) -> str:
+    """Post a webhook delivery and apply it; what became of it (processed, stale, duplicate,
+    ignored, quarantined)."""
+    response = client.post("/webhooks/shopify", data=body, headers=headers)
+    assert response.status_code == 200, response.json
+    status: str = response.json["status"]
+    if status != Outcome.ACCEPTED:
+        return status
+    outcomes = apply_deliveries(client.application)
+    assert outcomes.total() == 1, outcomes
+    return next(iter(outcomes)).value
 
 
 def auth() -> dict[str, str]:

@@ -48,6 +48,7 @@ def overview() -> str:
     now = utcnow()
     with hub().db.read_session() as session:
         by_status = queries.orders_by_status(session)
+        pending, oldest_pending = queries.pending_deliveries(session)
         jobs = outbox.depth(session, now=now)
         quarantined, files = queries.quarantined_files(session, limit=LAST_ORDERS)
         feeds = queries.stock_feeds(session)
@@ -58,7 +59,8 @@ def overview() -> str:
         "dashboard/overview.html", statuses=statuses, total=sum(by_status.values()),
         jobs=jobs, dead=sum(j["count"] for j in jobs if j["status"] == JobStatus.DEAD),
         waiting=sum(j["count"] for j in jobs if j["status"] != JobStatus.DEAD),
-        quarantined=quarantined, files=files, feeds=feeds, orders=last, now=now)
+        quarantined=quarantined, files=files, feeds=feeds, orders=last, now=now,
+        pending=pending, oldest_pending=oldest_pending)
 
 
 @bp.get("/orders")

@@ -51,6 +51,15 @@ def gunicorn(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+def dispatch_once(tmp_path: Path) -> str:
+    """`flask --app wsgi dispatch --once`, as the dispatcher service would do it; its output."""
+    result = subprocess.run([str(BIN / "flask"), "--app", "wsgi", "dispatch", "--once"],
+                            cwd=ROOT, env=service_env(tmp_path), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 @contextmanager
 def running_gunicorn(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
     """`db upgrade`, then gunicorn with two workers on a free port of 127.0.0.1 until the
@@ -88,7 +97,7 @@ def running_gunicorn(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
 
 
 @pytest.mark.slow
-def test_gunicorn_takes_signed_webhooks_over_http(gunicorn: str) -> None:
+def test_gunicorn_takes_signed_webhooks_over_http(gunicorn: str, tmp_path: Path) -> None:
     body = encode(shopify_payload())
     headers = shopify_headers(body, webhook_id="over-real-http")
 
@@ -99,10 +108,11 @@ def test_gunicorn_takes_signed_webhooks_over_http(gunicorn: str) -> None:
     too_big = requests.post(f"{gunicorn}/webhooks/shopify", data=b"x" * (3 * 1024 * 1024),
                             headers=shopify_headers(b"x" * (3 * 1024 * 1024)), timeout=10)
 
-    assert (first.status_code, first.json()["status"]) == (200, "processed")
+    assert (first.status_code, first.json()["status"]) == (200, "accepted")
     assert (again.status_code, again.json()["status"]) == (200, "duplicate")
     assert forged.status_code == 401
     assert too_big.status_code == 413
+    assert "1 delivery(ies) applied" in dispatch_once(tmp_path)
     orders = requests.get(f"{gunicorn}/api/orders",
                           headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=10).json()
     assert [o["number"] for o in orders["orders"]] == ["#1042"]

@@ -21,12 +21,12 @@ BIN = Path(sys.executable).parent
 FOLDED = ["counter_folded.db", "histogram_folded.db"]   # counts and ingest latencies
 
 
-def processed(url: str) -> float:
+def accepted(url: str) -> float:
     body = requests.get(f"{url}/metrics", timeout=10).text
     for family in text_string_to_metric_families(body):
         for sample in family.samples:
             if (sample.name == "orderhub_webhook_deliveries_total"
-                    and sample.labels == {"channel": "shopify", "result": "processed"}):
+                    and sample.labels == {"channel": "shopify", "result": "accepted"}):
                 return sample.value
     return 0.0
 
@@ -69,16 +69,16 @@ def test_every_worker_answers_with_every_workers_counts(tmp_path: Path) -> None:
                 body = encode(shopify_payload() | {"id": 5813441806523 + i})
                 response = requests.post(f"{url}/webhooks/shopify", data=body, timeout=10,
                                          headers=shopify_headers(body))
-                assert response.json()["status"] == "processed"
-            assert [processed(url) for _ in range(6)] == [6.0] * 6
+                assert response.json()["status"] == "accepted"
+            assert [accepted(url) for _ in range(6)] == [6.0] * 6
 
             proc.send_signal(signal.SIGHUP)   # a reload: every worker replaced
             deadline = time.monotonic() + 30
             while (files(folder) != FOLDED   # as the old workers exit,
                    and time.monotonic() < deadline):  # scrapes fold their files
-                assert processed(url) == 6.0
+                assert accepted(url) == 6.0
                 time.sleep(0.2)
-            assert processed(url) == 6.0
+            assert accepted(url) == 6.0
             assert files(folder) == FOLDED
         finally:
             proc.send_signal(signal.SIGTERM)

@@ -24,6 +24,7 @@ from tests.conftest import (
     base_config,
     encode,
     hub_of,
+    post_delivery,
     shopify_headers,
     shopify_payload,
 )
@@ -73,8 +74,7 @@ def dispatcher(app: Flask, alerts: RecordedAlerts, clock: Any = utcnow) -> Dispa
 def sent(app: Flask, client: FlaskClient) -> RecordedAlerts:
     """Order #1042 taken, and its purchase orders sent."""
     body = encode(shopify_payload())
-    assert client.post("/webhooks/shopify", data=body,
-                       headers=shopify_headers(body)).status_code == 200
+    assert post_delivery(client, body, shopify_headers(body)) == "processed"
     alerts = RecordedAlerts()
     assert dispatcher(app, alerts).run(once=True).sent == 2
     return alerts

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import auth, encode, shopify_headers, shopify_payload
+from tests.conftest import auth, encode, post_delivery, shopify_headers, shopify_payload
 
 
 def make_order(client: FlaskClient, n: int, *, placed: str, cancelled: bool = False,
@@ -18,9 +18,7 @@ def make_order(client: FlaskClient, n: int, *, placed: str, cancelled: bool = Fa
     if cancelled:
         payload.update(cancelled_at=placed, cancel_reason="customer")
     body = encode(payload)
-    response = client.post("/webhooks/shopify", data=body, headers=shopify_headers(body,
-                           shop=shop))
-    assert response.status_code == 200
+    post_delivery(client, body, shopify_headers(body, shop=shop))
 
 
 def test_api_needs_the_token(client: FlaskClient) -> None:

@@ -1,5 +1,6 @@
 """`db backup` while orders keep arriving: the copy is one consistent instant of the database,
-holds every order committed before the backup began, and OrderHub runs on it after a restore."""
+holds every delivery acknowledged before the backup began, and OrderHub runs on it after a
+restore (and applies what was still pending)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from flask import Flask
 
 from app import create_app
 from app.db import schema_revisions, upgrade
-from tests.conftest import base_config, encode, hub_of, shopify_headers, shopify_payload
+from tests.conftest import (
+    apply_deliveries,
+    base_config,
+    encode,
+    hub_of,
+    shopify_headers,
+    shopify_payload,
+)
 
 
 def test_backup_during_concurrent_ingest_restores_every_committed_order(tmp_path: Path) -> None:
@@ -33,9 +41,9 @@ def test_backup_during_concurrent_ingest_restores_every_committed_order(tmp_path
             payload["id"] = 7_000_000 + n
             payload["name"] = f"#{n}"
             body = encode(payload)
-            if client.post("/webhooks/shopify", data=body,
-                           headers=shopify_headers(body)).status_code == 200:
-                acknowledged.append((time.monotonic(), str(7_000_000 + n)))
+            headers = shopify_headers(body)
+            if client.post("/webhooks/shopify", data=body, headers=headers).status_code == 200:
+                acknowledged.append((time.monotonic(), headers["X-Shopify-Webhook-Id"]))
             n += 2
 
     shoppers = [threading.Thread(target=shop, args=(i,)) for i in (0, 1)]
@@ -58,11 +66,11 @@ def test_backup_during_concurrent_ingest_restores_every_committed_order(tmp_path
 
     with sqlite3.connect(backup) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        in_backup = {row[0] for row in db.execute("SELECT external_id FROM orders")}
+        in_backup = {row[0] for row in db.execute("SELECT delivery_id FROM webhook_events")}
     before = {oid for at, oid in acknowledged if at < started}
     after = {oid for at, oid in acknowledged if at > finished}
     assert before and after, "orders kept arriving during the backup"
-    assert before <= in_backup, "an order committed before the backup is missing"
+    assert before <= in_backup, "a delivery acknowledged before the backup is missing"
     assert not (after & in_backup)
 
     # Restore: services stopped, the backup copied over the database, started again.
@@ -72,6 +80,7 @@ def test_backup_during_concurrent_ingest_restores_every_committed_order(tmp_path
     try:
         current, head = schema_revisions(hub_of(again).db.engine)
         assert current == head
+        apply_deliveries(again)  # what the dispatcher does once started
         response = again.test_client().get("/api/orders?limit=200",
                                            headers={"Authorization": "Bearer "
                                                     + base_config("")["ORDERHUB_API_TOKEN"]})

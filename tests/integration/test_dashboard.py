@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,18 @@ from app.models import (
     Shipment,
     StockFeed,
     StockLevel,
+    WebhookEvent,
 )
 from app.types import new_id
-from tests.conftest import base_config, encode, hub_of, shopify_headers, shopify_payload
+from tests.conftest import (
+    apply_deliveries,
+    base_config,
+    encode,
+    hub_of,
+    post_delivery,
+    shopify_headers,
+    shopify_payload,
+)
 
 PASSWORD = "correct horse battery staple"
 SUPPLIERS = """
@@ -74,8 +83,7 @@ def deliver(client: FlaskClient, **changes: Any) -> None:
     payload = shopify_payload()
     payload.update(changes)
     body = encode(payload)
-    response = client.post("/webhooks/shopify", data=body, headers=shopify_headers(body))
-    assert response.status_code == 200, response.json
+    post_delivery(client, body, shopify_headers(body))
 
 
 def the_order(app: Flask) -> Order:
@@ -355,6 +363,23 @@ def test_the_overview_shows_what_needs_a_person(app: Flask, client: FlaskClient)
     assert row, inventory
     # 40 in the feed, 1 reserved by the order: 39 may be sold; 37 was pushed last.
     assert "greenleaf: 40" in row[0] and "39 / 37" in row[0]
+
+
+def test_the_overview_shows_deliveries_waiting_for_the_dispatcher(app: Flask,
+                                                                  client: FlaskClient) -> None:
+    body = encode(shopify_payload())
+    client.post("/webhooks/shopify", data=body, headers=shopify_headers(body))
+    with hub_of(app).db.session() as s:   # as if no dispatcher had run for two minutes
+        s.execute(update(WebhookEvent).values(received_at=datetime.now(UTC)
+                                              - timedelta(minutes=2)))
+        s.commit()
+    assert sign_in(client).status_code == 303
+
+    waiting = re.search(r"<p[^>]*>1 webhook deliveries received, waiting.*?</p>",
+                        client.get("/").text, re.S)
+    assert waiting and 'class="alarm"' in waiting[0] and "2 min" in waiting[0], waiting
+    apply_deliveries(app)
+    assert "waiting for the dispatcher" not in client.get("/").text
 
 
 def test_the_resend_button_queues_the_purchase_order_again(app: Flask,

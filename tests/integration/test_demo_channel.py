@@ -20,6 +20,7 @@ from app.db import upgrade
 from app.errors import ConfigError
 from tests.conftest import (
     SHOPIFY_SECRET,
+    apply_deliveries,
     auth,
     base_config,
     encode,
@@ -47,7 +48,8 @@ def test_signed_demo_delivery_becomes_a_demo_order(demo_app: Flask) -> None:
     body = encode(shopify_payload())
     response = client.post("/webhooks/demo", data=body,
                            headers=shopify_headers(body, secret=DEMO_SECRET, shop=SHOP_DOMAIN))
-    assert response.status_code == 200 and response.json["status"] == "processed"
+    assert response.status_code == 200 and response.json["status"] == "accepted"
+    assert apply_deliveries(demo_app) == {"processed": 1}
     orders = client.get("/api/orders", headers=auth()).json["orders"]
     assert [(o["channel"], o["account"], o["number"]) for o in orders] == [
         ("demo", SHOP_DOMAIN, "#1042")]

@@ -30,7 +30,15 @@ from app.outbox import RetryPolicy
 from app.suppliers import Supplier
 from app.transports import SftpTransport, Transport
 from app.types import utcnow
-from tests.conftest import auth, base_config, encode, hub_of, shopify_headers, shopify_payload
+from tests.conftest import (
+    auth,
+    base_config,
+    encode,
+    hub_of,
+    post_delivery,
+    shopify_headers,
+    shopify_payload,
+)
 from tests.sftp_server import PASSWORD, USER, SftpServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,10 +140,7 @@ def config(database_url: str, setup: Setup) -> dict[str, str]:
 def deliver(client: FlaskClient, payload: dict[str, Any] | None = None,
             topic: str = "orders/create") -> None:
     body = encode(payload or shopify_payload())
-    response = client.post("/webhooks/shopify", data=body,
-                           headers=shopify_headers(body, topic=topic))
-    assert response.status_code == 200, response.json
-    assert response.json["status"] == "processed", response.json
+    assert post_delivery(client, body, shopify_headers(body, topic=topic)) == "processed"
 
 
 def dispatcher(app: Flask, *, alerts: RecordedAlerts | None = None,
@@ -144,7 +149,7 @@ def dispatcher(app: Flask, *, alerts: RecordedAlerts | None = None,
     options: dict[str, Any] = dict(
         db=hub.db, purchasing=hub.purchasing, policy=RetryPolicy(lease_seconds=60),
         transports=default_transports(hub.env), alerts=alerts or RecordedAlerts(),
-        clock=clock, poll_seconds=0.05)
+        clock=clock, poll_seconds=0.05, channels=hub.channels)
     options.update(kwargs)
     return Dispatcher(**options)
 
@@ -669,10 +674,12 @@ def test_dispatcher_killed_after_rename_is_not_sent_twice(
     assert job.status == JobStatus.DONE and job.last_error == "already on the server"
 
 
-def test_dispatch_loop_sends_and_stops_cleanly_on_sigterm(
+def test_dispatch_loop_applies_a_delivery_sends_it_and_stops_cleanly_on_sigterm(
         app: Flask, client: FlaskClient, config: dict[str, str], setup: Setup,
         sftp: SftpServer) -> None:
-    deliver(client)
+    body = encode(shopify_payload())   # acknowledged only: the loop applies it, then sends
+    assert client.post("/webhooks/shopify", data=body,
+                       headers=shopify_headers(body)).json["status"] == "accepted"
     env = {**os.environ, **config, "ORDERHUB_ENV_FILE": os.devnull, "LOG_LEVEL": "INFO"}
     proc = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "flask", "--app", "wsgi", "dispatch"],
@@ -689,7 +696,7 @@ def test_dispatch_loop_sends_and_stops_cleanly_on_sigterm(
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, output.decode()
-    assert "dispatch: 2 sent" in output.decode()
+    assert "dispatch: 1 delivery(ies) applied, 2 sent" in output.decode()
     assert {j.status for j in jobs(app)} == {JobStatus.DONE}
 
 

@@ -4,6 +4,8 @@ reachable): stored once, never backwards, nothing lost."""
 from __future__ import annotations
 
 import copy
+import threading
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +18,7 @@ from app.metrics import WEBHOOK_DELIVERIES
 from app.models import Order, OrderLine, WebhookEvent
 from tests.conftest import (
     SHOPIFY_PREVIOUS_SECRET,
+    apply_deliveries,
     encode,
     hub_of,
     shopify_headers,
@@ -23,9 +26,21 @@ from tests.conftest import (
 )
 
 
-def deliver(client: FlaskClient, payload: dict[str, Any], **kwargs: Any) -> Any:
+@dataclass(frozen=True)
+class Delivered:
+    status_code: int
+    status: str  # what became of it once applied: processed, stale, duplicate, ...
+
+
+def deliver(client: FlaskClient, payload: dict[str, Any], **kwargs: Any) -> Delivered:
+    """Post a delivery and apply it, as the dispatcher does a moment later."""
     body = encode(payload)
-    return client.post("/webhooks/shopify", data=body, headers=shopify_headers(body, **kwargs))
+    response = client.post("/webhooks/shopify", data=body, headers=shopify_headers(body, **kwargs))
+    status = response.json["status"] if response.json else ""
+    if status == "accepted":
+        (outcome,) = apply_deliveries(client.application).elements()
+        status = outcome.value
+    return Delivered(response.status_code, status)
 
 
 def count(app: Flask, model: type[Any]) -> int:
@@ -52,7 +67,11 @@ def test_order_is_stored_with_lines_and_raw_event(app: Flask, client: FlaskClien
                            headers=shopify_headers(body, webhook_id="delivery-1"))
 
     assert response.status_code == 200
-    assert response.json is not None and response.json["status"] == "processed"
+    (event,) = events(app)
+    assert response.json == {"status": "accepted", "event_id": str(event.id)}
+    assert (event.status, event.raw_body, count(app, Order)) == ("pending", body, 0)
+
+    assert apply_deliveries(app) == {"processed": 1}
     order = only_order(app)
     assert (order.channel, order.account, order.external_id) == (
         "shopify", "garden-goods.myshopify.com", "5813441806523")
@@ -84,7 +103,7 @@ def test_duplicate_delivery_changes_nothing(app: Flask, client: FlaskClient) -> 
     second = deliver(client, payload, webhook_id="same-delivery")
 
     assert first.status_code == second.status_code == 200
-    assert second.json["status"] == "duplicate"
+    assert second.status == "duplicate"
     assert count(app, Order) == 1
     assert count(app, WebhookEvent) == 1
     assert count(app, OrderLine) == 3
@@ -137,7 +156,7 @@ def test_other_topics_are_acknowledged_and_recorded_as_ignored(
 ) -> None:
     response = deliver(client, {"id": 1, "title": "A product"}, topic="products/update")
     assert response.status_code == 200
-    assert response.json["status"] == "ignored"
+    assert response.status == "ignored"
     (event,) = events(app)
     assert event.status == "ignored"
     assert count(app, Order) == 0
@@ -150,11 +169,11 @@ def test_older_version_never_overwrites_newer(app: Flask, client: FlaskClient) -
     updated["note"] = "Changed: deliver to the front door"
     updated["line_items"][0]["current_quantity"] = 1
 
-    assert deliver(client, updated, topic="orders/updated").json["status"] == "processed"
+    assert deliver(client, updated, topic="orders/updated").status == "processed"
     late = deliver(client, created, topic="orders/create")  # arrives last, is older
 
     assert late.status_code == 200
-    assert late.json["status"] == "stale"
+    assert late.status == "stale"
     order = only_order(app)
     assert order.note == "Changed: deliver to the front door"
     assert order.lines[0].quantity == 1
@@ -175,7 +194,7 @@ def test_update_changes_lines_and_keeps_removed_ones(app: Flask, client: FlaskCl
     added.update(id=14511244968199, sku="AG-GLOVES", title="Garden Gloves", price="8.50")
     edited["line_items"].append(added)
 
-    assert deliver(client, edited, topic="orders/updated").json["status"] == "processed"
+    assert deliver(client, edited, topic="orders/updated").status == "processed"
     lines = {line.external_id: line for line in only_order(app).lines}
     assert lines["14511244968123"].quantity == 3
     assert lines[str(removed["id"])].quantity == 0  # kept, nothing left to ship
@@ -195,7 +214,7 @@ def test_cancellation_marks_the_order_cancelled(app: Flask, client: FlaskClient)
     # An update of the same second that does not show the cancellation cannot undo it.
     same_second = copy.deepcopy(created)
     same_second["updated_at"] = "2026-11-20T12:00:00-05:00"
-    assert deliver(client, same_second, topic="orders/updated").json["status"] == "stale"
+    assert deliver(client, same_second, topic="orders/updated").status == "stale"
 
     order = only_order(app)
     assert order.status == "cancelled"
@@ -212,7 +231,7 @@ def test_order_edit_event_is_linked_to_its_order(app: Flask, client: FlaskClient
         "line_items": {"additions": [], "removals": [{"id": 14511244968124, "delta": 1}]},
     }}
     response = deliver(client, edit, topic="orders/edited")
-    assert response.json["status"] == "processed"
+    assert response.status == "processed"
     edit_event = [e for e in events(app) if e.topic == "orders/edited"][0]
     assert edit_event.order_id == only_order(app).id
     assert edit_event.status == "processed"
@@ -223,7 +242,8 @@ def test_signed_but_unreadable_payload_is_quarantined(app: Flask, client: FlaskC
     response = client.post("/webhooks/shopify", data=body,
                            headers=shopify_headers(body, webhook_id="broken-1"))
     assert response.status_code == 200  # Shopify cannot fix it by retrying
-    assert response.json["status"] == "quarantined"
+    assert response.json["status"] == "accepted"
+    assert apply_deliveries(app) == {"quarantined": 1}
     (event,) = events(app)
     assert event.status == "quarantined"
     assert event.error is not None and "not valid JSON" in event.error
@@ -244,7 +264,7 @@ def test_quarantined_delivery_replays_after_a_fix(
 
     monkeypatch.setattr(shopify, "parse_order", buggy_parse)
     response = deliver(client, shopify_payload(), webhook_id="needs-a-fix")
-    assert response.json["status"] == "quarantined"
+    assert response.status == "quarantined"
     assert count(app, Order) == 0
     (event,) = events(app)
     assert event.error == "discount_applications: unsupported shape"
@@ -267,6 +287,7 @@ def test_replay_by_delivery_id_and_of_a_still_broken_payload(
     body = b'{"id": 1, "created_at": "2026-11-20T09:00:00", "line_items": []}'
     client.post("/webhooks/shopify", data=body,
                 headers=shopify_headers(body, webhook_id="still-broken"))
+    assert apply_deliveries(app) == {"quarantined": 1}
     runner = app.test_cli_runner()
 
     result = runner.invoke(args=["orders", "replay", "still-broken"])
@@ -320,8 +341,8 @@ def test_other_shops_are_recorded_but_not_processed(database_url: str,
     client = app.test_client()
     other = deliver(client, shopify_payload(), shop="someone-else.myshopify.com")
     ours = deliver(client, shopify_payload())
-    assert (other.status_code, other.json["status"]) == (200, "ignored")
-    assert ours.json["status"] == "processed"
+    assert (other.status_code, other.status) == (200, "ignored")
+    assert ours.status == "processed"
     assert count(app, Order) == 1
     assert count(app, WebhookEvent) == 2
     hub_of(app).db.dispose()
@@ -335,5 +356,58 @@ def test_same_second_updates_in_reverse_keep_the_later_trigger(app: Flask,
     second["note"] = "second edit, same second"
     deliver(client, second, topic="orders/updated", triggered_at="2026-11-20T15:30:00.700Z")
     late = deliver(client, first, topic="orders/updated", triggered_at="2026-11-20T15:30:00.200Z")
-    assert late.json["status"] == "stale"
+    assert late.status == "stale"
     assert only_order(app).note == "second edit, same second"
+
+
+def test_a_delivery_a_worker_failed_on_stays_pending_for_the_next(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from app import intake
+
+    real_upsert = intake.upsert_order
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("UPDATE orders ...", {}, Exception("database is locked"))
+
+    body = encode(shopify_payload())
+    assert client.post("/webhooks/shopify", data=body,
+                       headers=shopify_headers(body)).json["status"] == "accepted"
+    monkeypatch.setattr(intake, "upsert_order", locked)
+    with pytest.raises(OperationalError):
+        apply_deliveries(app)
+    (event,) = events(app)
+    assert (event.status, count(app, Order)) == ("pending", 0)  # acknowledged, so kept
+
+    monkeypatch.setattr(intake, "upsert_order", real_upsert)
+    assert apply_deliveries(app) == {"processed": 1}
+    assert only_order(app).number == "#1042"
+
+
+def test_workers_applying_at_once_apply_each_delivery_once(app: Flask,
+                                                           client: FlaskClient) -> None:
+    for n in range(30):
+        payload = shopify_payload()
+        payload.update(id=7000 + n, name=f"#{7000 + n}")
+        body = encode(payload)
+        assert client.post("/webhooks/shopify", data=body,
+                           headers=shopify_headers(body)).json["status"] == "accepted"
+
+    results: list[Any] = []
+    start = threading.Barrier(3)
+
+    def work() -> None:
+        start.wait()
+        results.append(apply_deliveries(app))
+
+    workers = [threading.Thread(target=work) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    assert sum(r["processed"] for r in results) == 30  # none twice, none skipped
+    assert count(app, Order) == 30
+    assert {e.status for e in events(app)} == {"processed"}

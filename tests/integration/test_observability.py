@@ -37,7 +37,15 @@ from app.logs import JsonFormatter, StdoutHandler
 from app.models import Order
 from app.types import utcnow
 from shipment.imports import poll_shipments
-from tests.conftest import FIXTURES, base_config, encode, hub_of, shopify_headers, shopify_payload
+from tests.conftest import (
+    FIXTURES,
+    apply_deliveries,
+    base_config,
+    encode,
+    hub_of,
+    shopify_headers,
+    shopify_payload,
+)
 from tests.integration.test_dispatch import RecordedAlerts, dispatcher
 from tests.integration.test_shopify_api import (
     GRAPHQL,
@@ -59,6 +67,8 @@ FAMILIES = {
     # counted by the process that does the work
     "orderhub_webhook_deliveries": "counter",
     "orderhub_ingest_seconds": "histogram",
+    "orderhub_intake_applied": "counter",
+    "orderhub_intake_delay_seconds": "histogram",
     "orderhub_dispatch_jobs": "counter",
     "orderhub_dispatch_seconds": "histogram",
     "orderhub_shipments_applied": "counter",
@@ -72,6 +82,8 @@ FAMILIES = {
     "orderhub_inbound_files_quarantined": "gauge",
     "orderhub_orders_needing_attention": "gauge",
     "orderhub_database_up": "gauge",
+    "orderhub_webhook_deliveries_pending": "gauge",
+    "orderhub_webhook_deliveries_oldest_pending_seconds": "gauge",
 }
 
 
@@ -127,7 +139,8 @@ def deliver(client: FlaskClient, webhook_id: str | None = None) -> None:
     body = encode(shopify_payload())
     response = client.post("/webhooks/shopify", data=body,
                            headers=shopify_headers(body, webhook_id=webhook_id))
-    assert response.json == {"status": "processed", "event_id": response.json["event_id"]}
+    assert response.json == {"status": "accepted", "event_id": response.json["event_id"]}
+    assert apply_deliveries(client.application) == {"processed": 1}
 
 
 def poll(app: Flask) -> None:
@@ -155,13 +168,23 @@ def test_metrics_move_when_work_happens(app: Flask, client: FlaskClient,
                                         setup: Setup) -> None:
     _, before = scrape(client)
 
-    deliver(client)
+    body = encode(shopify_payload())
+    client.post("/webhooks/shopify", data=body, headers=shopify_headers(body))
+    _, accepted = scrape(client)
+    assert value(accepted, "orderhub_webhook_deliveries_pending") == 1
+    assert value(accepted, "orderhub_webhook_deliveries_oldest_pending_seconds") >= 0
+    apply_deliveries(app)
     _, received = scrape(client)
-    processed = {"channel": "shopify", "result": "processed"}
-    assert value(received, "orderhub_webhook_deliveries_total", **processed) == \
-        value(before, "orderhub_webhook_deliveries_total", **processed) + 1
-    assert value(received, "orderhub_ingest_seconds_count", channel="shopify") == \
-        value(before, "orderhub_ingest_seconds_count", channel="shopify") + 1
+    shopify = {"channel": "shopify"}
+    assert value(received, "orderhub_webhook_deliveries_total", result="accepted", **shopify) \
+        == value(before, "orderhub_webhook_deliveries_total", result="accepted", **shopify) + 1
+    assert value(received, "orderhub_intake_applied_total", result="processed", **shopify) == \
+        value(before, "orderhub_intake_applied_total", result="processed", **shopify) + 1
+    assert value(received, "orderhub_ingest_seconds_count", **shopify) == \
+        value(before, "orderhub_ingest_seconds_count", **shopify) + 1
+    assert value(received, "orderhub_intake_delay_seconds_count", **shopify) == \
+        value(before, "orderhub_intake_delay_seconds_count", **shopify) + 1
+    assert value(received, "orderhub_webhook_deliveries_pending") == 0
     assert value(received, "orderhub_outbox_depth", kind="send_po", status="pending") == 1
     assert value(received, "orderhub_orders_needing_attention") == 1   # GS-SOIL-40: no supplier
 
@@ -339,7 +362,8 @@ def test_json_log_lines_carry_the_delivery_and_order(sqlite_url: str, setup: Set
         import sys
         from app import create_app
         from app.db import upgrade
-        from tests.conftest import base_config, encode, shopify_headers, shopify_payload
+        from tests.conftest import (apply_deliveries, base_config, encode, shopify_headers,
+                                    shopify_payload)
         config = {**base_config(sys.argv[1]), "SUPPLIERS_FILE": sys.argv[2],
                   "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
         app = create_app(config)
@@ -349,6 +373,7 @@ def test_json_log_lines_carry_the_delivery_and_order(sqlite_url: str, setup: Set
             "/webhooks/shopify", data=body,
             headers=shopify_headers(body, webhook_id="delivery-for-the-logs"))
         assert response.status_code == 200, response.json
+        apply_deliveries(app)
     """, sqlite_url, str(setup.suppliers))
     assert result.returncode == 0, result.stderr
 
@@ -357,10 +382,13 @@ def test_json_log_lines_carry_the_delivery_and_order(sqlite_url: str, setup: Set
     with engine.connect() as conn:
         order_id = str(conn.execute(select(Order.id)).scalar_one())
     engine.dispose()
-    (done,) = [line for line in lines if line["logger"] == "app.webhooks"]
+    (accepted,) = [line for line in lines if line["logger"] == "app.webhooks"]
+    assert accepted["level"] == "INFO" and "accepted" in accepted["message"]
+    assert accepted["delivery_id"] == "delivery-for-the-logs"
+    (done,) = [line for line in lines if line["logger"] == "app.intake"]
     assert done["level"] == "INFO" and "processed" in done["message"]
     assert (done["delivery_id"], done["order_id"]) == ("delivery-for-the-logs", order_id)
-    assert {"time", "level", "logger", "message"} <= set(done)
+    assert {"time", "level", "logger", "message"} <= set(accepted) <= set(done)
     assert all(line.get("delivery_id") == "delivery-for-the-logs"
                for line in lines if line["logger"].startswith(("app.intake", "app.purchasing")))
 

@@ -14,7 +14,15 @@ from lxml import etree
 from sqlalchemy import select, update
 
 from app.models import Order, OrderLine, PoStatus, PurchaseOrder
-from tests.conftest import auth, base_config, encode, hub_of, shopify_headers, shopify_payload
+from tests.conftest import (
+    auth,
+    base_config,
+    encode,
+    hub_of,
+    post_delivery,
+    shopify_headers,
+    shopify_payload,
+)
 
 SUPPLIERS = """
 [suppliers.agriest]
@@ -55,11 +63,8 @@ def three_supplier_order() -> dict[str, Any]:
 def deliver(client: FlaskClient, payload: dict[str, Any], topic: str = "orders/create",
             webhook_id: str | None = None) -> str:
     body = encode(payload)
-    response = client.post("/webhooks/shopify", data=body,
-                           headers=shopify_headers(body, topic=topic, webhook_id=webhook_id))
-    assert response.status_code == 200, response.json
-    status: str = response.json["status"]
-    return status
+    return post_delivery(client, body,
+                         shopify_headers(body, topic=topic, webhook_id=webhook_id))
 
 
 def later(payload: dict[str, Any], minutes: int, **changes: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app.models import Order, SyncRun
-from tests.conftest import SHOP, auth, base_config, encode, hub_of, shopify_headers
+from tests.conftest import SHOP, auth, base_config, encode, hub_of, post_delivery, shopify_headers
 from tests.integration.test_shopify_api import ORDERS, link, order_json
 
 TOKEN = "shpat_0123456789abcdef0123456789abcdef"
@@ -50,8 +50,7 @@ def runs(app: Flask) -> list[SyncRun]:
 
 def webhook(client: FlaskClient, order: dict[str, Any]) -> None:
     body = encode(order)
-    assert client.post("/webhooks/shopify", data=body,
-                       headers=shopify_headers(body)).status_code == 200
+    assert post_delivery(client, body, shopify_headers(body)) == "processed"
 
 
 def test_missed_orders_are_created_known_ones_not_duplicated(

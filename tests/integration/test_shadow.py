@@ -20,7 +20,14 @@ from app import create_app
 from app.dispatch import default_transports
 from app.models import OutboxJob, PurchaseOrder
 from app.types import utcnow
-from tests.conftest import base_config, encode, hub_of, shopify_headers, shopify_payload
+from tests.conftest import (
+    base_config,
+    encode,
+    hub_of,
+    post_delivery,
+    shopify_headers,
+    shopify_payload,
+)
 from tests.integration.test_dispatch import dispatcher
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
@@ -108,8 +115,7 @@ def apps(tmp_path: Path, database_url: str) -> Iterator[Any]:
 
 def deliver(client: FlaskClient) -> None:
     body = encode(shopify_payload())
-    assert client.post("/webhooks/shopify", data=body,
-                       headers=shopify_headers(body)).status_code == 200
+    assert post_delivery(client, body, shopify_headers(body)) == "processed"
 
 
 def shadow_dispatcher(app: Flask, tmp_path: Path, **options: Any) -> Any:

@@ -20,7 +20,16 @@ from app.dispatch import folder_transports
 from app.models import ChannelListing, InventoryLog, OutboxJob, StockFeed
 from app.types import utcnow
 from stock.sync import StockRun, sync_stock
-from tests.conftest import SHOP, auth, base_config, encode, hub_of, shopify_headers, shopify_payload
+from tests.conftest import (
+    SHOP,
+    auth,
+    base_config,
+    encode,
+    hub_of,
+    post_delivery,
+    shopify_headers,
+    shopify_payload,
+)
 from tests.integration.test_dispatch import RecordedAlerts, dispatcher
 from tests.integration.test_shopify_api import TOKEN, FakeAdminGraphQL, FakeClock
 from tests.integration.test_shopify_inventory import (
@@ -155,8 +164,7 @@ def test_a_sale_re_pushes_its_skus_at_once(app: Flask, client: FlaskClient, sftp
     run(app)
 
     body = encode(shopify_payload())   # 2 x AG-BED-CED-L, 1 x AG-TRWL, 1 x GS-SOIL-40
-    assert client.post("/webhooks/shopify", data=body,
-                       headers=shopify_headers(body)).status_code == 200
+    assert post_delivery(client, body, shopify_headers(body)) == "processed"
     with hub_of(app).db.read_session() as s:
         [job] = s.execute(select(OutboxJob).where(OutboxJob.kind == "push_inventory")).scalars()
     assert job.lane == "channel:shopify:stock"
