@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -49,6 +50,28 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """TypeDecorator's, remembering the last few values converted: a bulk write sends the
+        same times (`now`, a feed's `as_of`) in every row, and on SQLite converting one means
+        formatting a string, ~2.5 µs, hundreds of thousands of times in a stock sync. Equal
+        times convert alike (to UTC), so they may share the result."""
+        convert = super().bind_processor(dialect)
+        if convert is None:
+            return None
+        recent: dict[datetime, Any] = {}   # threads share it; each step is one dict operation
+
+        def process(value: Any) -> Any:
+            if not isinstance(value, datetime):
+                return convert(value)
+            converted = recent.get(value)
+            if converted is None:
+                if len(recent) >= 8:
+                    recent.clear()
+                converted = recent[value] = convert(value)
+            return converted
+
+        return process
 
 
 class Money(TypeDecorator[Decimal]):

@@ -8,12 +8,13 @@ when an order is accepted, so the quantity a channel sees is computed one way on
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 
 LOOKUP_BATCH = 250
 PUSH_BATCH = 250
+# Pushed quantities are recorded (last_pushed, inventory_log) in one transaction per this many
+# rows or seconds of pushing, not one per batch sent; see `push_changed`.
+RECORD_ROWS = 10_000
+RECORD_SECONDS = 2.0
 IN_CHUNK = 500          # values in one SQL IN (...), well under SQLite's variable limit
 WRITE_CHUNK = 2000      # rows per executemany, so a catalogue's rows are never all in memory
 # Rows are fetched and turned into objects a chunk at a time, not all at once.
@@ -51,11 +56,11 @@ class StockRules:
     per_channel: Mapping[str, RuleOverride] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class KnownListing:
+class KnownListing(NamedTuple):
     """A `channel_listings` row as pushing needs it: plain values rather than an ORM object
-    (a channel may list hundreds of thousands of SKUs). The row is (channel, sku); `item` and
-    `location` are its refs' `inventory_item_id` and `location_id`, None while not known."""
+    (a channel may list hundreds of thousands of SKUs; a named tuple is also made in a fifth
+    of a frozen dataclass's time). The row is (channel, sku); `item` and `location` are its
+    refs' `inventory_item_id` and `location_id`, None while not known."""
 
     sku: str
     item: str | None
@@ -133,7 +138,8 @@ def replace_levels(session: Session, supplier: str, totals: Mapping[str, int],
     for i in range(0, len(gone), IN_CHUNK):
         session.execute(delete(table).where(table.c.supplier == supplier,
                                             table.c.sku.in_(gone[i:i + IN_CHUNK])))
-    session.execute(update(table).where(table.c.supplier == supplier)
+    # The rows written above already have it (a first feed: all of them).
+    session.execute(update(table).where(table.c.supplier == supplier, table.c.as_of != as_of)
                     .values(as_of=as_of))
     return len(new) + len(changed) + len(gone)
 
@@ -181,8 +187,11 @@ def push_changed(db: Database, *, channel: str, api: InventoryApi, rules: StockR
     wanted = set(skus) if skus is not None else set(totals) | set(listings)
     report.considered = len(wanted)
     unknown = sorted(sku for sku in wanted if sku not in listings or not listings[sku].item)
-    if unknown and not dry_run:
-        _lookup(db, channel, api, unknown, listings, now)
+    # Found now, written with their first push below (a first sync finds every SKU: one row
+    # write each instead of an insert and then an update).
+    learned = _lookup(api, unknown) if unknown and not dry_run else {}
+    for sku, found in learned.items():
+        listings[sku] = _located(listings.get(sku), found)
     changes: list[tuple[KnownListing, int]] = []
     channel_rule = layer_rules(rules.default, rules.per_channel.get(channel))
     for sku in sorted(wanted):
@@ -200,12 +209,26 @@ def push_changed(db: Database, *, channel: str, api: InventoryApi, rules: StockR
                 before = "?" if listing.last_pushed is None else listing.last_pushed
                 report.diff.append(f"{sku}: {before} -> {quantity}")
     report.changed = len(changes)
-    if dry_run or not changes:
+    if dry_run:
         return report
-    for i in range(0, len(changes), PUSH_BATCH):
-        batch = changes[i:i + PUSH_BATCH]
-        _push_batch(db, channel, api, batch, reason, run, f"{run}:{channel}:{i // PUSH_BATCH}",
-                    now, report)
+    # What was pushed is written a few thousand rows at a time rather than per batch: a first
+    # sync sends hundreds of batches. If the process dies before a group is written, the
+    # channel holds quantities not recorded as last pushed (and listings found are looked up
+    # again); the next run computes them again and sends them again: absolute quantities, so
+    # that is harmless, and a stale changeFromQuantity is answered with what the channel holds
+    # (counted as applied when it is already ours). An error raised by a batch still records
+    # what went before it.
+    unrecorded: list[tuple[KnownListing, int]] = []
+    since = time.monotonic()
+    try:
+        for number, i in enumerate(range(0, len(changes), PUSH_BATCH)):
+            unrecorded += _push_batch(channel, api, changes[i:i + PUSH_BATCH],
+                                      f"{run}:{channel}:{number}", report)
+            if len(unrecorded) >= RECORD_ROWS or time.monotonic() - since >= RECORD_SECONDS:
+                pushed, unrecorded, since = unrecorded, [], time.monotonic()
+                _record(db, channel, pushed, _take(learned, pushed), reason, run, now, report)
+    finally:   # the rest, and listings found but not pushed (refused, or an error)
+        _record(db, channel, unrecorded, learned, reason, run, now, report)
     return report
 
 
@@ -219,48 +242,31 @@ def _sku_rule(listing: ChannelListing | KnownListing) -> RuleOverride | None:
         max=listing.max_quantity if listing.max_quantity is not None else INHERIT)
 
 
-def _lookup(db: Database, channel: str, api: InventoryApi, skus: list[str],
-            listings: dict[str, KnownListing], now: datetime) -> None:
+def _lookup(api: InventoryApi, skus: list[str]) -> dict[str, Listing]:
     found: dict[str, Listing] = {}
     for i in range(0, len(skus), LOOKUP_BATCH):
         found.update(api.lookup_listings(skus[i:i + LOOKUP_BATCH]))
-    if not found:
-        return
-    names = sorted(found)
-
-    def refs(sku: str) -> dict[str, str]:
-        return {"inventory_item_id": found[sku].inventory_item_id,
-                "location_id": found[sku].location_id}
-
-    table: Any = ChannelListing.__table__
-    with db.session() as session:
-        existing: set[str] = set()   # read in the write transaction: a sale's job may have
-        for i in range(0, len(names), IN_CHUNK):   # added a row since
-            existing.update(session.execute(select(ChannelListing.sku).where(
-                ChannelListing.channel == channel,
-                ChannelListing.sku.in_(names[i:i + IN_CHUNK]))).scalars())
-        new = [sku for sku in names if sku not in existing]
-        known = [sku for sku in names if sku in existing]
-        for i in range(0, len(new), WRITE_CHUNK):
-            session.execute(insert(table), [
-                {"id": new_id(), "channel": channel, "sku": sku, "refs": refs(sku),
-                 "updated_at": now} for sku in new[i:i + WRITE_CHUNK]])
-        for i in range(0, len(known), WRITE_CHUNK):
-            session.execute(update(table).where(table.c.channel == channel,
-                                                table.c.sku == bindparam("_sku"))
-                            .values(refs=bindparam("_refs")),
-                            [{"_sku": sku, "_refs": refs(sku)} for sku in known[i:i + WRITE_CHUNK]])
-        session.commit()
-        # The rows just added hold nothing else yet; rows that were there are read back.
-        for sku in new:
-            listings[sku] = KnownListing(sku, found[sku].inventory_item_id,
-                                         found[sku].location_id, None, None, None, None, None)
-        listings.update(known_listings(session, channel, known))
+    return found
 
 
-def _push_batch(db: Database, channel: str, api: InventoryApi,
-                batch: list[tuple[KnownListing, int]], reason: str, run: str, key: str,
-                now: datetime, report: PushReport) -> None:
+def _located(known: KnownListing | None, found: Listing) -> KnownListing:
+    """`known` (or a new listing) at the inventory item and location just looked up."""
+    if known is None:
+        return KnownListing(found.sku, found.inventory_item_id, found.location_id,
+                            None, None, None, None, None)
+    return known._replace(item=found.inventory_item_id, location=found.location_id)
+
+
+def _take(learned: dict[str, Listing],
+          pushed: list[tuple[KnownListing, int]]) -> dict[str, Listing]:
+    """The listings of `pushed` that were looked up in this run, removed from `learned`."""
+    return {listing.sku: learned.pop(listing.sku) for listing, _ in pushed
+            if listing.sku in learned}
+
+
+def _push_batch(channel: str, api: InventoryApi, batch: list[tuple[KnownListing, int]],
+                key: str, report: PushReport) -> list[tuple[KnownListing, int]]:
+    """Send one batch; returns the (listing, quantity) pairs the channel applied."""
     changes = [QuantityChange(Listing(listing.sku, str(listing.item), str(listing.location)),
                               quantity, listing.last_pushed) for listing, quantity in batch]
     try:
@@ -271,7 +277,7 @@ def _push_batch(db: Database, channel: str, api: InventoryApi,
         log.error("stock push to %s failed: %s", channel, exc)
         if exc.retryable:
             raise
-        return
+        return []
     # Someone changed the quantity on the channel since our last push: set ours again,
     # comparing with what the channel really has now.
     again = [QuantityChange(c.listing, c.quantity, actual) for c in changes
@@ -283,23 +289,61 @@ def _push_batch(db: Database, channel: str, api: InventoryApi,
         applied |= set(retry.applied)
         report.errors.extend(retry.errors)
     report.errors.extend(result.errors)
-    pushed = [(listing, quantity) for listing, quantity in batch if listing.sku in applied]
-    table: Any = ChannelListing.__table__
+    return [(listing, quantity) for listing, quantity in batch if listing.sku in applied]
+
+
+def _record(db: Database, channel: str, pushed: list[tuple[KnownListing, int]],
+            learned: Mapping[str, Listing], reason: str, run: str, now: datetime,
+            report: PushReport) -> None:
+    """One transaction: the listings `learned` (looked up in this run) as rows, new ones added
+    and others given their refs; the quantities `pushed` as last pushed, and a log row each."""
+    if not pushed and not learned:
+        return
+    listings: Any = ChannelListing.__table__
+    entries: Any = InventoryLog.__table__
+    quantities = {listing.sku: quantity for listing, quantity in pushed}
+    names = sorted(learned)
     with db.session() as session:
-        if pushed:
-            session.execute(update(table).where(
-                table.c.channel == channel, table.c.sku == bindparam("_sku")).values(
+        existing: set[str] = set()   # read in the write transaction: a sale's job may have
+        for i in range(0, len(names), IN_CHUNK):   # added a row since
+            existing.update(session.execute(select(ChannelListing.sku).where(
+                ChannelListing.channel == channel,
+                ChannelListing.sku.in_(names[i:i + IN_CHUNK]))).scalars())
+        new = [sku for sku in names if sku not in existing]
+        known = [sku for sku in names if sku in existing]
+        for i in range(0, len(new), WRITE_CHUNK):
+            session.execute(insert(listings), [
+                {"id": new_id(), "channel": channel, "sku": sku, "refs": _refs(learned[sku]),
+                 "last_pushed": quantities.get(sku),
+                 "last_pushed_at": now if sku in quantities else None, "updated_at": now}
+                for sku in new[i:i + WRITE_CHUNK]])
+        for i in range(0, len(known), WRITE_CHUNK):
+            session.execute(update(listings).where(
+                listings.c.channel == channel, listings.c.sku == bindparam("_sku")).values(
+                refs=bindparam("_refs"), updated_at=bindparam("_at")),
+                [{"_sku": sku, "_refs": _refs(learned[sku]), "_at": now}
+                 for sku in known[i:i + WRITE_CHUNK]])
+        added = set(new)
+        kept = [(sku, quantity) for sku, quantity in quantities.items() if sku not in added]
+        for i in range(0, len(kept), WRITE_CHUNK):
+            session.execute(update(listings).where(
+                listings.c.channel == channel, listings.c.sku == bindparam("_sku")).values(
                 last_pushed=bindparam("_quantity"), last_pushed_at=bindparam("_at"),
                 updated_at=bindparam("_at")),
-                [{"_sku": listing.sku, "_quantity": quantity, "_at": now}
-                 for listing, quantity in pushed])
-            session.execute(insert(InventoryLog), [
+                [{"_sku": sku, "_quantity": quantity, "_at": now}
+                 for sku, quantity in kept[i:i + WRITE_CHUNK]])
+        for i in range(0, len(pushed), WRITE_CHUNK):
+            session.execute(insert(entries), [
                 {"id": new_id(), "sku": listing.sku, "channel": channel,
                  "before": listing.last_pushed, "after": quantity, "reason": reason,
-                 "run": run, "at": now} for listing, quantity in pushed])
+                 "run": run, "at": now} for listing, quantity in pushed[i:i + WRITE_CHUNK]])
         session.commit()
     report.pushed += len(pushed)
     STOCK_PUSHES.labels(channel, reason).inc(len(pushed))
+
+
+def _refs(listing: Listing) -> dict[str, str]:
+    return {"inventory_item_id": listing.inventory_item_id, "location_id": listing.location_id}
 
 
 def new_run_id() -> str:

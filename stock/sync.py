@@ -12,12 +12,14 @@ that supplier's levels; then each channel gets the quantities that differ from i
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import posixpath
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import BinaryIO
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 
 MAX_FEED_BYTES = 2 * 1024 * 1024 * 1024
 DEFAULT_MAX_FEED_AGE = timedelta(hours=48)
+YOUNG_OBJECTS = 100_000   # new objects between two garbage collections during a sync
 
 FolderTransports = Callable[[Supplier, str | None], Transport]
 
@@ -90,6 +93,23 @@ class StockRun:
                 + (f"; {', '.join(held)}" if held else "") + f"; {self.seconds:.1f} s")
 
 
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector less often while a sync works. A sync keeps a
+    catalogue's worth of objects alive (levels, listings, what the channel answered), and with
+    the default threshold (a collection every 700 new objects) the full collections that
+    follow walk all of them again and again: 6 of the 32 s of a first sync in the stock bench.
+    Every YOUNG_OBJECTS new objects instead, it is under half a second. Objects are still
+    freed by reference counting as they go; only reference cycles wait a little longer."""
+    threshold = gc.get_threshold()
+    gc.set_threshold(max(threshold[0], YOUNG_OBJECTS), *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+
+
+@_fewer_collections()
 def sync_stock(*, db: Database, book: SupplierBook, folders: FolderTransports,
                apis: Mapping[str, InventoryApi], rules: StockRules, alerts: AlertSink,
                now: Callable[[], datetime], dry_run: bool = False, only: str | None = None,

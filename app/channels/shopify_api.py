@@ -77,7 +77,13 @@ from app.channels.shopify_fulfillment import (
     merge_quantities,
     plan_fulfillment,
 )
-from app.channels.shopify_http import AdminTransport, ShopifyApiError, json_list, json_object
+from app.channels.shopify_http import (
+    AdminTransport,
+    ShopifyApiError,
+    admin_session,
+    json_list,
+    json_object,
+)
 from app.channels.shopify_inventory import ShopifyInventory
 from app.channels.shopify_settings import (
     DEFAULT_API_VERSION,
@@ -172,8 +178,9 @@ class ShopifyAdmin:
         self.base_url = (base_url or default_base_url(shop_domain, api_version)).rstrip("/")
         self.notify_customer = notify_customer
         self._http = AdminTransport(self.base_url, access_token, api_version=api_version,
-                                    session=session or requests.Session(), timeout=timeout,
-                                    clock=clock, sleep=sleep, max_attempts=max_attempts)
+                                    session=session or admin_session(self.base_url),
+                                    timeout=timeout, clock=clock, sleep=sleep,
+                                    max_attempts=max_attempts)
         self._inventory = ShopifyInventory(self._http, api_version=api_version,
                                            location_id=location_id)
 

@@ -19,11 +19,15 @@ retryable. REST honours 429 `Retry-After` and keeps two calls of headroom in
 Timeouts, connection errors and 5xx are retried the same bounded way, except for mutations:
 a mutation that may have reached Shopify is never repeated here (the caller decides, after
 reading the current state), only one refused before it was sent or THROTTLED.
+
+`admin_session(base_url)` is the `requests.Session` a client uses unless given one: it reads the
+environment's proxy and CA bundle settings once, when it is made (see there).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -58,6 +62,23 @@ class _Bucket:
     available: float
     restore_rate: float
     at: float
+
+
+def admin_session(base_url: str) -> requests.Session:
+    """A session for one Admin API base URL that honours HTTPS_PROXY / HTTP_PROXY / NO_PROXY
+    and REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE as they are when it is made.
+
+    With `trust_env` on, requests reads them again on every request (and ~/.netrc too), which
+    was a fifth of the client's time in a catalogue's stock sync. The base URL is fixed, so
+    whether NO_PROXY exempts it is decided here once. ~/.netrc is not read: the access token
+    header is the only credential."""
+    session = requests.Session()
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
+    return session
 
 
 class AdminTransport:

@@ -7,9 +7,12 @@ location_id=None)` with
   50)`, asked once); several active and none configured is a non-retryable `ShopifyApiError`
   asking for SHOPIFY_LOCATION_ID: OrderHub does not guess where stock lives.
 - `.lookup_listings(skus, *, location_id=None)`: `productVariants(query: 'sku:"A" OR sku:"B"')`,
-  50 SKUs a query, pages of 100. Only exact SKUs count (the search finds look-alikes too). A SKU
-  is absent when no variant has it or its item is not stocked at the location (logged); of two
-  variants with one SKU the first stocked one is used (logged).
+  250 SKUs a query, pages of 250 (Shopify's largest `first:`; at 3 cost points a variant a
+  query asks for 752 of the 1,000 one query may cost:
+  https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits). Only exact SKUs count
+  (the search finds look-alikes too). A SKU is absent when no variant has it or its item is not
+  stocked at the location (logged); of two variants with one SKU the first stocked one is used
+  (logged).
 - `.set_quantities(changes, *, reason="correction", reference=None, idempotency_key)`:
   `inventorySetQuantities`, name "available", absolute quantities, 250 a request (Shopify's cap
   on every input array: https://shopify.dev/docs/api/usage/limits).
@@ -61,8 +64,8 @@ __all__ = ["Listing", "QuantityChange", "SetResult", "ShopifyInventory", "batch_
 logger = logging.getLogger(__name__)
 
 SET_BATCH = 250
-LOOKUP_BATCH = 50
-LOOKUP_PAGE = 100       # ~3 cost points a variant: well under Shopify's 1,000 per query
+LOOKUP_BATCH = 250      # SKUs per query: one page when each SKU has one variant
+LOOKUP_PAGE = 250       # Shopify's largest `first:`; 3 cost points a variant, 752 in all
 MIN_API_VERSION = "2026-01"
 INVENTORY_ITEM_GID = "gid://shopify/InventoryItem/"
 STALE_CODES = frozenset({"CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE"})

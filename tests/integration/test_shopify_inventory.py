@@ -126,23 +126,25 @@ def change(n: int, sku: str, quantity: int, compare: int | None) -> QuantityChan
 
 def test_skus_are_looked_up_in_batches_and_unknown_ones_are_absent(
         admin: ShopifyAdmin, shopify: FakeAdminGraphQL) -> None:
-    skus = [f"GS-SEED-{n:03d}" for n in range(51)]
+    skus = [f"GS-SEED-{n:03d}" for n in range(251)]
     # The search also answers look-alikes; only exact SKUs count.
-    shopify.reply(VARIANTS, variants(*[variant(n, sku) for n, sku in enumerate(skus[:50])
+    shopify.reply(VARIANTS, variants(*[variant(n, sku) for n, sku in enumerate(skus[:250])
                                        if sku != "GS-SEED-007"],
                                      variant(900, "GS-SEED-007-XL")))
-    shopify.reply(VARIANTS, variants(variant(50, "GS-SEED-050")))
+    shopify.reply(VARIANTS, variants(variant(250, "GS-SEED-250")))
 
     found = admin.lookup_listings(skus, location_id="24826418")
 
-    assert len(found) == 50
+    assert len(found) == 250
     assert "GS-SEED-007" not in found
-    assert found["GS-SEED-050"] == Listing("GS-SEED-050", item_gid(50), WAREHOUSE)
+    assert found["GS-SEED-250"] == Listing("GS-SEED-250", item_gid(250), WAREHOUSE)
     assert found["GS-SEED-000"] == Listing("GS-SEED-000", item_gid(0), WAREHOUSE)
     sent = shopify.calls(VARIANTS)
-    assert [s["query"].count("sku:") for s in sent] == [50, 1]
+    assert [s["query"].count("sku:") for s in sent] == [250, 1]
     assert sent[0]["query"].startswith('sku:"GS-SEED-000" OR sku:"GS-SEED-001" OR ')
-    assert sent[1]["query"] == 'sku:"GS-SEED-050"'
+    assert sent[1]["query"] == 'sku:"GS-SEED-250"'
+    # Shopify's largest page; 3 cost points a variant keep the query under 1,000 points.
+    assert all(s["first"] == 250 for s in sent)
     assert all(s["locationId"] == WAREHOUSE for s in sent)
     assert shopify.calls(LOCATIONS) == []
 
