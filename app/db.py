@@ -15,6 +15,8 @@ the block without `commit()` rolls back.
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -22,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFERRED = "orderhub_deferred"
@@ -103,10 +106,41 @@ def make_engine(url: str, *, busy_timeout_ms: int = 15_000, pool_size: int = 10)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        deferred = conn.get_execution_options().get(DEFERRED, False)
-        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(DEFERRED, False):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            _begin_immediate(conn.connection.dbapi_connection, busy_timeout_ms)
 
     return engine
+
+
+def _begin_immediate(dbapi_conn: Any, busy_timeout_ms: int) -> None:
+    """BEGIN IMMEDIATE, waiting for the write lock by trying again every millisecond or two.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10, ... up to 100 ms between tries, so a writer
+    that waits can miss every short gap of a busy one (the dispatcher applying deliveries
+    back to back) and starve: a webhook would wait hundreds of milliseconds for a lock that is
+    free most of the time. Trying at a short, steady interval takes the next gap.
+    """
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA busy_timeout=0")
+        deadline = time.monotonic() + busy_timeout_ms / 1000
+        pause = 0.0002
+        while True:
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                locked = "locked" in str(exc) or "busy" in str(exc)
+                if not locked or time.monotonic() >= deadline:
+                    # As SQLAlchemy raises it for any statement: callers handle one type.
+                    raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.002)
+    finally:
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.close()
 
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "migrations")

@@ -65,6 +65,6 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
                 conn.execute(stmt, {"delivery_id": delivery_id, "raw_body": raw_body})
         except IntegrityError:
             return jsonify(status="duplicate"), 200
-        return jsonify(status="processed"), 200
+        return jsonify(status="accepted"), 200
 
     return app

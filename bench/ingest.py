@@ -67,6 +67,7 @@ TARGET_P99_MS = 100.0
 TARGET_RATIO = 0.8
 # Share of the machine other processes may use during a run before the figures are flagged.
 OTHER_CPU_WARNING = 0.05
+DRAIN_TIMEOUT_S = 600.0  # the dispatcher must have applied every delivery within this
 
 
 # ---------------------------------------------------------------- deliveries
@@ -518,6 +519,63 @@ class Server:
                            f"\n{self.log_tail()}")
 
 
+class DispatcherProcess:
+    """`flask --app wsgi dispatch`, as orderhub-dispatch.service runs it, beside the full app's
+    gunicorn: it applies the deliveries gunicorn acknowledged (orders, routing, purchase orders)
+    and sends the purchase orders to the bench's file:// suppliers."""
+
+    def __init__(self, env: Mapping[str, str], cwd: Path, log_path: Path, *, nice: int) -> None:
+        self.env = dict(env)
+        self.cwd = cwd
+        self.log_path = log_path
+        self.nice = nice
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> DispatcherProcess:
+        cmd = [sys.executable, "-m", "flask", "--app", "wsgi", "dispatch"]
+        if self.nice:
+            cmd = ["nice", "-n", str(self.nice), *cmd]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, cwd=self.cwd, env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.proc is not None:
+            stop_process_group(self.proc, grace_s=30)
+
+    @property
+    def pgid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def check_running(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            tail = self.log_path.read_text(errors="replace").splitlines()[-30:]
+            raise RuntimeError(f"the dispatcher exited with {self.proc.returncode}:\n"
+                               + "\n".join(tail))
+
+
+def pending_deliveries(db_path: Path) -> int:
+    """Deliveries acknowledged and not applied yet (full app)."""
+    with contextlib.closing(sqlite3.connect(db_path, timeout=30)) as conn:
+        row = conn.execute("SELECT count(*) FROM webhook_events WHERE status = 'pending'")
+        return int(row.fetchone()[0])
+
+
+def wait_drained(db_path: Path, dispatcher: DispatcherProcess, *, timeout_s: float) -> float:
+    """Seconds until the dispatcher has applied every acknowledged delivery."""
+    started = time.monotonic()
+    while pending_deliveries(db_path):
+        dispatcher.check_running()
+        if time.monotonic() - started > timeout_s:
+            raise RuntimeError(f"deliveries still pending after {timeout_s:.0f} s")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
 # ---------------------------------------------------------------- CPU accounting
 
 
@@ -532,6 +590,7 @@ class CpuSnapshot:
     server: float
     children: float
     this: float
+    dispatcher: float = 0.0
 
 
 def _clock_ticks() -> int:
@@ -571,7 +630,7 @@ def _group_cpu_s(pgid: int) -> float:
     return total / _clock_ticks()
 
 
-def cpu_snapshot(server_pgid: int) -> CpuSnapshot:
+def cpu_snapshot(server_pgid: int, dispatcher_pgid: int | None = None) -> CpuSnapshot:
     import resource
 
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -585,6 +644,7 @@ def cpu_snapshot(server_pgid: int) -> CpuSnapshot:
         # Waited-for children only: during a timed run that is the load generator.
         children=children.ru_utime + children.ru_stime,
         this=this.ru_utime + this.ru_stime,
+        dispatcher=_group_cpu_s(dispatcher_pgid) if dispatcher_pgid else 0.0,
     )
 
 
@@ -598,16 +658,18 @@ class CpuUse:
     bench_s: float            # this script (writing request files, polling)
     other_s: float            # everything else on the machine: should be ~0 for clean figures
     steal_s: float            # taken by the hypervisor (a VM's neighbours): should be ~0 too
+    dispatcher_s: float = 0.0  # full: `flask dispatch`, applying the deliveries
 
     @classmethod
     def between(cls, a: CpuSnapshot, b: CpuSnapshot) -> CpuUse:
         server = b.server - a.server
         load = b.children - a.children
         bench = b.this - a.this
-        other = (b.machine_busy - a.machine_busy) - server - load - bench
+        dispatcher = b.dispatcher - a.dispatcher
+        other = (b.machine_busy - a.machine_busy) - server - load - bench - dispatcher
         return cls(capacity_s=(b.at - a.at) * (os.cpu_count() or 1), server_s=server,
                    load_generator_s=load, bench_s=bench, other_s=max(0.0, other),
-                   steal_s=b.steal - a.steal)
+                   steal_s=b.steal - a.steal, dispatcher_s=dispatcher)
 
 
 # ---------------------------------------------------------------- load generators
@@ -621,7 +683,7 @@ class LoadResult:
     duration_s: float
     sent: int                    # deliveries written to a socket
     responses: int               # complete HTTP responses
-    processed: int               # 2xx saying "processed": the orders acknowledged
+    acknowledged: int            # 2xx saying "accepted": the orders acknowledged
     other_2xx: int               # 2xx saying anything else (duplicate, quarantined)
     non_2xx: int
     statuses: dict[str, int]
@@ -679,7 +741,7 @@ def run_wrk(wrk: str, *, port: int, deliveries: Sequence[SignedDelivery], reques
         # that delivery is never written to a socket.
         sent=max(0, int(data["sent"]) - 1),
         responses=int(data["responses"]),
-        processed=int(data["processed"]),
+        acknowledged=int(data["accepted"]),
         other_2xx=int(data["other_2xx"]),
         non_2xx=sum(v for k, v in statuses.items() if not 200 <= int(k) < 300),
         statuses=statuses,
@@ -693,7 +755,7 @@ def run_wrk(wrk: str, *, port: int, deliveries: Sequence[SignedDelivery], reques
 @dataclass
 class _PyTally:
     sent: int = 0
-    processed: int = 0
+    acknowledged: int = 0
     other_2xx: int = 0
     exhausted: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
@@ -728,8 +790,8 @@ def _py_connection(port: int, chunk: Sequence[SignedDelivery], deadline: float,
         mine.latencies.append(time.perf_counter() - started)
         mine.statuses[str(resp.status)] += 1
         if 200 <= resp.status < 300:
-            if b'"status":"processed"' in body:
-                mine.processed += 1
+            if b'"status":"accepted"' in body:
+                mine.acknowledged += 1
             else:
                 mine.other_2xx += 1
     conn.close()
@@ -737,7 +799,7 @@ def _py_connection(port: int, chunk: Sequence[SignedDelivery], deadline: float,
         mine.exhausted += 1
     with lock:
         tally.sent += mine.sent
-        tally.processed += mine.processed
+        tally.acknowledged += mine.acknowledged
         tally.other_2xx += mine.other_2xx
         tally.exhausted += mine.exhausted
         tally.statuses.update(mine.statuses)
@@ -758,7 +820,7 @@ def _py_process(port: int, chunks: list[list[SignedDelivery]], deadline: float,
     for w in workers:
         w.join()
     # Not asdict(): it would rebuild each Counter from (key, count) pairs, counting the pairs.
-    out.put({"sent": tally.sent, "processed": tally.processed, "other_2xx": tally.other_2xx,
+    out.put({"sent": tally.sent, "accepted": tally.acknowledged, "other_2xx": tally.other_2xx,
              "exhausted": tally.exhausted, "statuses": dict(tally.statuses),
              "errors": dict(tally.errors), "latencies": tally.latencies})
 
@@ -805,7 +867,7 @@ def run_python(*, port: int, deliveries: Sequence[SignedDelivery], processes: in
         duration_s=elapsed,
         sent=sum(t["sent"] for t in tallies),
         responses=responses,
-        processed=sum(t["processed"] for t in tallies),
+        acknowledged=sum(t["accepted"] for t in tallies),
         other_2xx=sum(t["other_2xx"] for t in tallies),
         non_2xx=sum(v for k, v in statuses.items() if not 200 <= int(k) < 300),
         statuses=dict(sorted(statuses.items())),
@@ -847,15 +909,31 @@ class RunResult:
     lost: int                     # acknowledged, but not stored
     unexplained: int              # stored beyond acknowledged + cut off (should never happen)
     cpu: CpuUse
+    # full only: the dispatcher applying the acknowledged deliveries
+    pending_at_stop: int = 0      # acknowledged, not applied yet when the load stopped
+    drain_s: float = 0.0          # from the load's end until none was pending
+    dispatcher_cpu_s: float = 0.0  # the dispatcher's CPU during the run and the drain
 
     @property
     def server_ms_per_order(self) -> float:
         """Server CPU per acknowledged order: what an order costs, whatever else ran."""
-        return self.cpu.server_s / self.load.processed * 1000 if self.load.processed else 0.0
+        return self.cpu.server_s / self.load.acknowledged * 1000 if self.load.acknowledged else 0.0
+
+    @property
+    def dispatcher_ms_per_order(self) -> float:
+        orders = self.stored.get("orders", 0)
+        return self.dispatcher_cpu_s / orders * 1000 if orders else 0.0
+
+    @property
+    def applied_per_s(self) -> float:
+        """Orders applied per second from the run's start until the backlog was gone."""
+        orders = self.stored.get("orders", 0)
+        elapsed = self.load.duration_s + self.drain_s
+        return orders / elapsed if elapsed else 0.0
 
     @property
     def orders_per_s(self) -> float:
-        return self.load.processed / self.load.duration_s if self.load.duration_s else 0.0
+        return self.load.acknowledged / self.load.duration_s if self.load.duration_s else 0.0
 
     @property
     def errors(self) -> int:
@@ -911,6 +989,7 @@ class Options:
     margin: float
     wrk: str | None
     verbose: bool
+    dispatcher_nice: int = 0
 
 
 def measure(target: str, opts: Options, factory: OrderFactory, tmpdir: Path,
@@ -939,7 +1018,12 @@ def measure(target: str, opts: Options, factory: OrderFactory, tmpdir: Path,
                           connections=opts.connections, duration_s=duration_s,
                           timeout_s=opts.timeout_s)
 
-    with Server(app_spec, env, tmpdir, tmpdir / f"{target}-gunicorn.log") as server:
+    dispatcher: DispatcherProcess | None = None
+    if target == "full":
+        dispatcher = DispatcherProcess(env, tmpdir, tmpdir / "dispatcher.log",
+                                       nice=opts.dispatcher_nice)
+    with Server(app_spec, env, tmpdir, tmpdir / f"{target}-gunicorn.log") as server, \
+            (dispatcher or contextlib.nullcontext()):
         try:
             # Warm-up: boots every worker, fills the pools, and estimates the rate so the
             # timed run gets enough distinct deliveries without generating far too many.
@@ -950,8 +1034,10 @@ def measure(target: str, opts: Options, factory: OrderFactory, tmpdir: Path,
                 warm_rate = warm.responses / warm.duration_s if warm.duration_s else 0.0
                 if warm.exhausted:
                     warm_rate *= 2  # ran out: the real rate is higher than what it shows
-                print(f"[{target}] warm-up: {warm.processed} orders in {warm.duration_s:.1f} s "
+                print(f"[{target}] warm-up: {warm.acknowledged} orders in {warm.duration_s:.1f} s "
                       f"({warm_rate:.0f}/s)", flush=True)
+            if dispatcher:
+                wait_drained(db_path, dispatcher, timeout_s=DRAIN_TIMEOUT_S)
             before = settled_counts(db_path, tables)
             count = opts.orders or math.ceil(
                 max(warm_rate, 500.0) * opts.duration_s * opts.margin) + 20 * opts.connections
@@ -962,10 +1048,18 @@ def measure(target: str, opts: Options, factory: OrderFactory, tmpdir: Path,
                   f"(mean body {sum(len(d.body) for d in deliveries) / count:.0f} bytes); "
                   f"timed run: {opts.duration_s} s, {opts.connections} connections", flush=True)
             assert server.proc is not None
-            cpu_before = cpu_snapshot(server.proc.pid)
+            pgids = (server.proc.pid, dispatcher.pgid if dispatcher else None)
+            cpu_before = cpu_snapshot(*pgids)
             result = load(deliveries, opts.duration_s, server.port)
-            cpu = CpuUse.between(cpu_before, cpu_snapshot(server.proc.pid))
+            cpu = CpuUse.between(cpu_before, cpu_snapshot(*pgids))
             del deliveries
+            pending_at_stop, drain_s, dispatcher_cpu_s = 0, 0.0, 0.0
+            if dispatcher:
+                pending_at_stop = pending_deliveries(db_path)
+                drain_s = wait_drained(db_path, dispatcher, timeout_s=DRAIN_TIMEOUT_S)
+                dispatcher_cpu_s = cpu_snapshot(*pgids).dispatcher - cpu_before.dispatcher
+                print(f"[{target}] {pending_at_stop} deliveries pending when the load stopped, "
+                      f"applied {drain_s:.1f} s later", flush=True)
             after = settled_counts(db_path, tables)
         except Exception:
             # The server's side of the failure (a traceback, a configuration error).
@@ -985,11 +1079,14 @@ def measure(target: str, opts: Options, factory: OrderFactory, tmpdir: Path,
         load=result,
         stored=stored,
         cut_off=cut_off,
-        lost=max(0, result.processed - primary) + (
+        lost=max(0, result.acknowledged - primary) + (
             # Every stored delivery of the full path must carry its order.
             abs(stored["orders"] - primary) if target == "full" else 0),
-        unexplained=max(0, primary - result.processed - cut_off),
+        unexplained=max(0, primary - result.acknowledged - cut_off),
         cpu=cpu,
+        pending_at_stop=pending_at_stop,
+        drain_s=drain_s,
+        dispatcher_cpu_s=dispatcher_cpu_s,
     )
 
 
@@ -1050,7 +1147,7 @@ def print_report(full: RunResult | None, bare: RunResult | None, ratio: float | 
         ("duration (s)", [f"{r.load.duration_s:.1f}" for r in runs]),
         ("requests sent", [str(r.load.sent) for r in runs]),
         ("responses", [str(r.load.responses) for r in runs]),
-        ("2xx processed (acknowledged)", [str(r.load.processed) for r in runs]),
+        ("2xx accepted (acknowledged)", [str(r.load.acknowledged) for r in runs]),
         ("2xx other", [str(r.load.other_2xx) for r in runs]),
         ("non-2xx", [str(r.load.non_2xx) for r in runs]),
         ("socket errors", [str(sum(r.load.socket_errors.values())) for r in runs]),
@@ -1065,6 +1162,16 @@ def print_report(full: RunResult | None, bare: RunResult | None, ratio: float | 
         ("server CPU per order (ms)", [f"{r.server_ms_per_order:.2f}" for r in runs]),
         ("CPU % srv/loadgen/other/steal", [_cpu_shares(r.cpu) for r in runs]),
     ]
+    if full:
+        dash = ["-"] * (len(runs) - 1)
+        lines += [
+            ("dispatcher: CPU % in the run", [f"{full.cpu.dispatcher_s / full.cpu.capacity_s:.0%}"
+                                              if full.cpu.capacity_s else "?", *dash]),
+            ("pending when the load stopped", [str(full.pending_at_stop), *dash]),
+            ("all applied after (s)", [f"{full.drain_s:.1f}", *dash]),
+            ("applied orders/s (run+drain)", [f"{full.applied_per_s:,.0f}", *dash]),
+            ("dispatcher CPU per order (ms)", [f"{full.dispatcher_ms_per_order:.2f}", *dash]),
+        ]
     width = max(24, *(len(v) + 2 for _, values in lines for v in values))
 
     def row(label: str, values: Sequence[str]) -> str:
@@ -1110,7 +1217,9 @@ def to_json(opts: Options, argv: Sequence[str], full: RunResult | None, bare: Ru
         if r is None:
             return None
         return {**asdict(r), "orders_per_s": round(r.orders_per_s, 1), "errors": r.errors,
-                "server_ms_per_order": round(r.server_ms_per_order, 3)}
+                "server_ms_per_order": round(r.server_ms_per_order, 3),
+                "applied_per_s": round(r.applied_per_s, 1),
+                "dispatcher_ms_per_order": round(r.dispatcher_ms_per_order, 3)}
 
     return {
         "command": " ".join(["python", "bench/ingest.py", *argv]),
@@ -1150,7 +1259,7 @@ def profile(count: int, top: int, *, routing: bool) -> None:
                      name: str = name) -> None:
                 for d in batch:
                     resp = client.post(WEBHOOK_PATH, data=d.body, headers=d.headers())
-                    if resp.status_code != 200 or resp.get_json()["status"] != "processed":
+                    if resp.status_code != 200 or resp.get_json()["status"] != "accepted":
                         raise RuntimeError(f"{name}: {resp.status_code} {resp.get_data()!r}")
 
             post(factory.make(200))  # warm: pools, statement caches, imports
@@ -1283,6 +1392,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--routing", choices=("suppliers", "none"), default="suppliers",
                    help="suppliers: route every order to two file:// suppliers (default); "
                         "none: no suppliers file, lines wait for a mapping")
+    p.add_argument("--dispatcher-nice", type=int, default=0, metavar="N",
+                   help="run the full app's dispatcher under `nice -n N` (0)")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--verbose", action="store_true", help="show wrk's and gunicorn's output")
@@ -1317,7 +1428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = Options(duration_s=args.duration, warmup_s=args.warmup, connections=args.connections,
                    wrk_threads=max(1, min(args.wrk_threads, args.connections)),
                    py_processes=args.py_processes, timeout_s=args.timeout, orders=args.orders,
-                   margin=args.margin, wrk=wrk, verbose=args.verbose)
+                   margin=args.margin, wrk=wrk, verbose=args.verbose,
+                   dispatcher_nice=args.dispatcher_nice)
 
     tmpdir = Path(tempfile.mkdtemp(prefix="orderhub-bench-"))
     secret = secrets.token_hex(24)

@@ -22,7 +22,7 @@ end
 -- Per-thread state; globals so that done() can read them with thread:get().
 sent = 0        -- request() calls that returned a delivery
 exhausted = 0   -- request() calls after this thread's file ran out
-processed = 0   -- 2xx answers whose body says "processed": the orders acknowledged
+accepted = 0    -- 2xx answers whose body says "accepted": the orders acknowledged
 other_2xx = 0   -- 2xx answers that say anything else (duplicate, quarantined, ...)
 statuses = {}   -- answers by HTTP status
 
@@ -63,8 +63,8 @@ end
 function response(status, _, body)
    statuses[status] = (statuses[status] or 0) + 1
    if status >= 200 and status < 300 then
-      if body and string.find(body, '"status":"processed"', 1, true) then
-         processed = processed + 1
+      if body and string.find(body, '"status":"accepted"', 1, true) then
+         accepted = accepted + 1
       else
          other_2xx = other_2xx + 1
       end
@@ -72,7 +72,7 @@ function response(status, _, body)
 end
 
 function done(summary, latency, _)
-   local total = { sent = 0, exhausted = 0, processed = 0, other_2xx = 0 }
+   local total = { sent = 0, exhausted = 0, accepted = 0, other_2xx = 0 }
    local by_status = {}
    for _, thread in ipairs(threads) do
       for name, _ in pairs(total) do
@@ -89,11 +89,11 @@ function done(summary, latency, _)
    local e = summary.errors
    io.write(string.format(
       'ORDERHUB_BENCH {"threads":%d,"duration_us":%d,"responses":%d,"sent":%d,'
-      .. '"exhausted":%d,"processed":%d,"other_2xx":%d,"statuses":{%s},'
+      .. '"exhausted":%d,"accepted":%d,"other_2xx":%d,"statuses":{%s},'
       .. '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},'
       .. '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"p999":%d,"max":%d,"mean":%.1f}}\n',
       thread_count, summary.duration, summary.requests, total.sent, total.exhausted,
-      total.processed, total.other_2xx, table.concat(status_json, ","),
+      total.accepted, total.other_2xx, table.concat(status_json, ","),
       e.connect, e.read, e.write, e.status, e.timeout,
       latency:percentile(50), latency:percentile(90), latency:percentile(99),
       latency:percentile(99.9), latency.max, latency.mean))
