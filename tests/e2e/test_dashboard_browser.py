@@ -23,10 +23,11 @@ import pytest
 import requests
 from sqlalchemy import update
 
+from app import create_app
 from app.db import Database
 from app.models import JobKind, JobStatus, OutboxJob, PoStatus, PurchaseOrder
 from tests.browser import find_chromium, headless_chromium
-from tests.conftest import encode, shopify_headers, shopify_payload
+from tests.conftest import apply_deliveries, encode, hub_of, shopify_headers, shopify_payload
 from tests.e2e.test_gunicorn import ROOT, free_port, running_gunicorn, service_env
 from tests.nginx import find_nginx, site_with_test_certificate, write_nginx_conf
 
@@ -57,7 +58,12 @@ def orderhub(tmp_path: Path, **settings: str) -> Iterator[str]:
         body = encode(shopify_payload())
         answer = requests.post(f"{url}/webhooks/shopify", data=body,
                                headers=shopify_headers(body), timeout=10)
-        assert answer.json() == {"event_id": answer.json()["event_id"], "status": "processed"}
+        assert answer.json() == {"event_id": answer.json()["event_id"], "status": "accepted"}
+        app = create_app(env)   # what the dispatcher does next: apply the delivery
+        try:
+            assert apply_deliveries(app) == {"processed": 1}
+        finally:
+            hub_of(app).db.dispose()
         yield url
 
 
