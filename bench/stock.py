@@ -1,6 +1,6 @@
 """Stock benchmark: three suppliers' 100,000-SKU feeds over SFTP to three Shopify channels.
 
-    .venv/bin/python bench/stock.py [--json FILE] [--profile N]
+    .venv/bin/python bench/stock.py [--json FILE] [--profile N [--profile-out FILE]]
 
 CSV feeds of 100,000 SKUs for 3 suppliers on an SFTP server on 127.0.0.1 (asyncssh, a process
 of its own), 3 channels served by a stand-in for Shopify's Admin GraphQL API (bench/stock_stub.py,
@@ -369,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--profile", type=int, metavar="N",
                         help="profile both runs (cProfile) and print the top N functions")
+    parser.add_argument("--profile-out", type=Path, metavar="FILE",
+                        help="with --profile: also save the raw profile (pstats) to FILE")
     parser.add_argument("--parse", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.parse:
@@ -386,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench took {time.perf_counter() - started:.0f} s")
     if profile and args.profile:
         pstats.Stats(profile).sort_stats("cumulative").print_stats(args.profile)
+        if args.profile_out:
+            profile.dump_stats(args.profile_out)
     if args.json:
         args.json.write_text(json.dumps({"stock": bench, "parse_1m": parse, "targets": ok},
                                         indent=2) + "\n")

@@ -7,10 +7,12 @@ when an order is accepted, so the quantity a channel sees is computed one way on
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -184,52 +186,137 @@ def push_changed(db: Database, *, channel: str, api: InventoryApi, rules: StockR
             totals = feed_totals(session, skus)
         held = reserved(session, skus)
         listings = known_listings(session, channel, skus)
-    wanted = set(skus) if skus is not None else set(totals) | set(listings)
+    wanted = sorted(set(skus) if skus is not None else set(totals) | set(listings))
     report.considered = len(wanted)
-    unknown = sorted(sku for sku in wanted if sku not in listings or not listings[sku].item)
-    # Found now, written with their first push below (a first sync finds every SKU: one row
-    # write each instead of an insert and then an update).
-    learned = _lookup(api, unknown) if unknown and not dry_run else {}
-    for sku, found in learned.items():
-        listings[sku] = _located(listings.get(sku), found)
-    changes: list[tuple[KnownListing, int]] = []
-    channel_rule = layer_rules(rules.default, rules.per_channel.get(channel))
-    for sku in sorted(wanted):
+    quantity = _quantities(rules, channel, totals, held)
+    located: list[KnownListing] = []
+    unknown: list[str] = []
+    for sku in wanted:
         listing = listings.get(sku)
-        if listing is None or not listing.item:
-            report.not_listed += 1
-            continue
-        own = _sku_rule(listing)
-        rule = channel_rule if own is None else layer_rules(channel_rule, own)
-        quantity = (listing.manual_quantity if listing.manual_quantity is not None
-                    else available(totals.get(sku), held.get(sku, 0), rule))
-        if quantity != listing.last_pushed:
-            changes.append((listing, quantity))
-            if dry_run:   # only shown then; a first run would keep a line per SKU otherwise
+        if listing is not None and listing.item:
+            located.append(listing)
+        else:
+            unknown.append(sku)
+    if dry_run:   # nothing is looked up: a SKU without a known item counts as not listed
+        report.not_listed = len(unknown)
+        for listing in located:
+            after = quantity(listing)
+            if after != listing.last_pushed:
+                report.changed += 1
                 before = "?" if listing.last_pushed is None else listing.last_pushed
-                report.diff.append(f"{sku}: {before} -> {quantity}")
-    report.changed = len(changes)
-    if dry_run:
+                report.diff.append(f"{listing.sku}: {before} -> {after}")
         return report
-    # What was pushed is written a few thousand rows at a time rather than per batch: a first
-    # sync sends hundreds of batches. If the process dies before a group is written, the
-    # channel holds quantities not recorded as last pushed (and listings found are looked up
-    # again); the next run computes them again and sends them again: absolute quantities, so
-    # that is harmless, and a stale changeFromQuantity is answered with what the channel holds
-    # (counted as applied when it is already ours). An error raised by a batch still records
-    # what went before it.
-    unrecorded: list[tuple[KnownListing, int]] = []
-    since = time.monotonic()
+    # The SKUs without a known item are looked up a batch at a time as the pushing goes
+    # (a first sync looks up a whole catalogue), so that writing what was pushed, on a thread
+    # of its own, overlaps with the calls to the channel: see `_Pushes`.
+    pushes = _Pushes(db, channel, api, reason=reason, run=run, now=now, report=report)
     try:
-        for number, i in enumerate(range(0, len(changes), PUSH_BATCH)):
-            unrecorded += _push_batch(channel, api, changes[i:i + PUSH_BATCH],
-                                      f"{run}:{channel}:{number}", report)
-            if len(unrecorded) >= RECORD_ROWS or time.monotonic() - since >= RECORD_SECONDS:
-                pushed, unrecorded, since = unrecorded, [], time.monotonic()
-                _record(db, channel, pushed, _take(learned, pushed), reason, run, now, report)
-    finally:   # the rest, and listings found but not pushed (refused, or an error)
-        _record(db, channel, unrecorded, learned, reason, run, now, report)
+        for listing in located:
+            pushes.offer(listing, quantity(listing))
+        for i in range(0, len(unknown), LOOKUP_BATCH):
+            batch = unknown[i:i + LOOKUP_BATCH]
+            found = api.lookup_listings(batch)
+            pushes.learned.update(found)
+            for sku in batch:
+                if sku in found:
+                    listing = _located(listings.get(sku), found[sku])
+                    pushes.offer(listing, quantity(listing))
+                else:
+                    report.not_listed += 1
+        pushes.send()   # the last batch, not full
+    finally:
+        pushes.close()
     return report
+
+
+def _quantities(rules: StockRules, channel: str, totals: Mapping[str, int],
+                held: Mapping[str, int]) -> Callable[[KnownListing], int]:
+    """What `channel` may sell of a listing: its manual quantity, else the availability rule,
+    with the listing's own settings (if any) over the channel's."""
+    channel_rule = layer_rules(rules.default, rules.per_channel.get(channel))
+    # Nearly every SKU has the channel's rule, and a catalogue has only a few thousand distinct
+    # (feed total, reserved) pairs: the rule's Decimal arithmetic is done once for each.
+    by_channel_rule = functools.cache(functools.partial(available, rule=channel_rule))
+
+    def quantity(listing: KnownListing) -> int:
+        if listing.manual_quantity is not None:
+            return listing.manual_quantity
+        total, waiting = totals.get(listing.sku), held.get(listing.sku, 0)
+        own = _sku_rule(listing)
+        if own is None:
+            return by_channel_rule(total, waiting)
+        return available(total, waiting, layer_rules(channel_rule, own))
+
+    return quantity
+
+
+class _Pushes:
+    """Changed quantities on their way to one channel: sent PUSH_BATCH at a time, and what the
+    channel applied recorded (last pushed, a log row each) together with the listings `learned`
+    (looked up in this run), one transaction per RECORD_ROWS rows or RECORD_SECONDS of pushing
+    rather than one per batch: a first sync sends hundreds of batches.
+
+    Those transactions run on a thread of their own while the next batches are looked up and
+    sent: in a first sync the writes take about as long as the calls to the channel, and this
+    way the database mostly works while the channel answers. They are written one at a time and
+    in order, at most one waits behind the one being written, and a write that failed stops the
+    pushing. `close` waits for them and then writes what is left in the calling thread: the
+    last group, and the listings found but not pushed (refused, or an error on the way).
+
+    If the process dies before a group is written, the channel holds quantities not recorded
+    as last pushed (and listings found are looked up again); the next run computes them again
+    and sends them again: absolute quantities, so that is harmless, and a stale
+    changeFromQuantity is answered with what the channel holds (counted as applied when it is
+    already ours). An error raised by a batch still records what went before it."""
+
+    def __init__(self, db: Database, channel: str, api: InventoryApi, *, reason: str, run: str,
+                 now: datetime, report: PushReport) -> None:
+        self.db, self.channel, self.api, self.report = db, channel, api, report
+        self.reason, self.run, self.now = reason, run, now
+        self.learned: dict[str, Listing] = {}
+        self._queued: list[tuple[KnownListing, int]] = []
+        self._unrecorded: list[tuple[KnownListing, int]] = []
+        self._batches = 0
+        self._since = time.monotonic()
+        # Its thread starts with the first group handed over: a sale's few SKUs never need it.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stock-record")
+        self._writing: list[Future[None]] = []
+
+    def offer(self, listing: KnownListing, quantity: int) -> None:
+        """Queue `quantity` when it is not what was last pushed; a full batch is sent."""
+        if quantity == listing.last_pushed:
+            return
+        self.report.changed += 1
+        self._queued.append((listing, quantity))
+        if len(self._queued) >= PUSH_BATCH:
+            self.send()
+
+    def send(self) -> None:
+        """Send what is queued as one batch; hand a group that is due to the writer."""
+        if not self._queued:
+            return
+        batch, self._queued = self._queued, []
+        key = f"{self.run}:{self.channel}:{self._batches}"
+        self._batches += 1
+        self._unrecorded += _push_batch(self.channel, self.api, batch, key, self.report)
+        if (len(self._unrecorded) >= RECORD_ROWS
+                or time.monotonic() - self._since >= RECORD_SECONDS):
+            pushed, self._unrecorded = self._unrecorded, []
+            self._since = time.monotonic()
+            while self._writing and (self._writing[0].done() or len(self._writing) > 1):
+                self._writing.pop(0).result()   # raises what that write raised
+            self._writing.append(self._writer.submit(
+                _record, self.db, self.channel, pushed, _take(self.learned, pushed),
+                self.reason, self.run, self.now, self.report))
+
+    def close(self) -> None:
+        """Wait for the writer, write what is left, then raise what a write raised, if any."""
+        self._writer.shutdown(wait=True)
+        _record(self.db, self.channel, self._unrecorded, self.learned, self.reason, self.run,
+                self.now, self.report)
+        self._unrecorded, self.learned = [], {}
+        for future in self._writing:
+            future.result()
 
 
 def _sku_rule(listing: ChannelListing | KnownListing) -> RuleOverride | None:
@@ -240,13 +327,6 @@ def _sku_rule(listing: ChannelListing | KnownListing) -> RuleOverride | None:
         buffer=listing.buffer if listing.buffer is not None else INHERIT,
         percent=Decimal(listing.percent) if listing.percent is not None else INHERIT,
         max=listing.max_quantity if listing.max_quantity is not None else INHERIT)
-
-
-def _lookup(api: InventoryApi, skus: list[str]) -> dict[str, Listing]:
-    found: dict[str, Listing] = {}
-    for i in range(0, len(skus), LOOKUP_BATCH):
-        found.update(api.lookup_listings(skus[i:i + LOOKUP_BATCH]))
-    return found
 
 
 def _located(known: KnownListing | None, found: Listing) -> KnownListing:

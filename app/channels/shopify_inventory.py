@@ -47,13 +47,14 @@ the location, invalid reason, ...) go to `SetResult.errors`, one line per SKU.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.channels.base import Listing, QuantityChange, SetResult
 from app.channels.shopify_http import AdminTransport, ShopifyApiError, json_list, json_object
@@ -110,8 +111,7 @@ class _Outcome:
     errors: dict[str, str] = field(default_factory=dict)   # SKU -> what Shopify said
 
 
-@dataclass(frozen=True)
-class _Candidate:
+class _Candidate(NamedTuple):   # a catalogue's lookups make hundreds of thousands
     variant_id: str
     item_id: str
     stocked: bool
@@ -189,7 +189,7 @@ class ShopifyInventory:
                 if sku in wanted and isinstance(item.get("id"), str):
                     result.setdefault(sku, []).append(_Candidate(
                         str(node.get("id") or "?"), item["id"],
-                        stocked=item.get("inventoryLevel") is not None))
+                        item.get("inventoryLevel") is not None))
             after = _next_cursor(connection)
             if after is None:
                 return result
@@ -311,6 +311,7 @@ def batch_key(idempotency_key: str, batch: int, attempt: int, payload: Mapping[s
     return str(uuid.uuid5(_KEY_NAMESPACE, f"{idempotency_key}|{batch}|{attempt}|{digest}"))
 
 
+@functools.lru_cache(maxsize=64)   # a shop has a few locations, named in every quantity set
 def location_gid(value: str) -> str:
     """A location id as Shopify's gid (a bare number is accepted)."""
     text = str(value).strip()
@@ -385,6 +386,8 @@ def _said(errors: list[dict[str, Any]]) -> str:
 
 
 def _choose(sku: str, candidates: list[_Candidate], location: str) -> Listing | None:
+    if len(candidates) == 1 and candidates[0].stocked:   # nearly always
+        return Listing(sku=sku, inventory_item_id=candidates[0].item_id, location_id=location)
     stocked = [c for c in candidates if c.stocked]
     if len(candidates) > 1:
         logger.warning("shopify: SKU %s is on %d variants (%s); stock goes to %s only", sku,

@@ -1,6 +1,7 @@
 """`push_changed` at more than one batch, against a channel that records what it is sent: every
-quantity pushed ends up as last pushed and in the inventory log, however the writes are grouped,
-and a failure half-way keeps what went before it. SQLite and PostgreSQL."""
+quantity pushed ends up as last pushed and in the inventory log, however the writes are grouped
+(they run on a thread of their own while the pushing goes on), and a failure half-way keeps what
+went before it and the listings looked up so far. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -29,11 +30,13 @@ class RecordingChannel(InventoryApi):
 
     def __init__(self, *, fail_set: int | None = None) -> None:
         self.held: dict[str, int] = {}
+        self.looked_up: list[str] = []
         self.sets = 0
         self.fail_set = fail_set
 
     def lookup_listings(self, skus: Sequence[str], *,
                         location_id: str | None = None) -> dict[str, Listing]:
+        self.looked_up.extend(skus)
         return {sku: Listing(sku, f"gid://shopify/InventoryItem/{sku[-3:]}", LOCATION)
                 for sku in skus if not sku.endswith("7")}
 
@@ -99,7 +102,7 @@ def test_every_quantity_pushed_is_recorded_whatever_the_grouping(
 def test_a_failed_batch_keeps_what_went_before_it_and_the_listings_found(
         db: Database) -> None:
     totals = {sku: 10 for sku in SKUS}
-    with pytest.raises(ChannelApiError):
+    with pytest.raises(ChannelApiError):   # the 2nd set comes after the last lookup
         push(db, RecordingChannel(fail_set=2), totals)
 
     last_pushed, log = recorded(db)
@@ -113,6 +116,50 @@ def test_a_failed_batch_keeps_what_went_before_it_and_the_listings_found(
     assert retry.pushed == len(listed) - 250
     assert set(api.held) == set(listed[250:])
     assert recorded(db)[0] == dict.fromkeys(listed, 9)
+
+
+def test_a_failure_before_the_last_lookup_keeps_the_listings_looked_up(db: Database) -> None:
+    """SKUs are looked up a batch at a time as the pushing goes: the first set fails once 500
+    of the 600 SKUs are looked up; the next run looks up only the other 100 (and those not
+    listed)."""
+    totals = {sku: 10 for sku in SKUS}
+    failing = RecordingChannel(fail_set=1)
+    with pytest.raises(ChannelApiError):
+        push(db, failing, totals)
+
+    assert failing.looked_up == SKUS[:500]
+    last_pushed, log = recorded(db)
+    listed = [sku for sku in SKUS if not sku.endswith("7")]
+    assert last_pushed == dict.fromkeys(listed[:450]) and log == {}
+
+    api = RecordingChannel()
+    retry = push(db, api, totals)
+    # (a SKU the channel does not list is looked up again on every run)
+    assert api.looked_up == [s for s in SKUS[:500] if s.endswith("7")] + SKUS[500:]
+    assert (retry.pushed, retry.not_listed) == (len(listed), 60)
+    assert recorded(db)[0] == dict.fromkeys(listed, 9)
+
+
+def test_a_skus_own_settings_and_manual_quantity_win_over_the_channel_rule(
+        db: Database) -> None:
+    """Most SKUs share the channel's rule (its result is reused for equal stock); a SKU's own
+    buffer or an operator's manual quantity is still its own."""
+    skus = ["GS-SEED-001", "GS-SEED-002", "GS-SEED-003", "GS-SEED-004"]
+    with db.session() as s:
+        s.execute(insert(ChannelListing), [{
+            "id": new_id(), "channel": CHANNEL, "sku": sku, "updated_at": utcnow(),
+            "refs": {"inventory_item_id": f"gid://shopify/InventoryItem/{sku[-3:]}",
+                     "location_id": LOCATION},
+            "buffer": 5 if sku == "GS-SEED-002" else None,
+            "manual_quantity": 2 if sku == "GS-SEED-003" else None} for sku in skus])
+        s.commit()
+    api = RecordingChannel()
+
+    report = push(db, api, dict.fromkeys(skus, 20))
+
+    assert api.held == {"GS-SEED-001": 19, "GS-SEED-002": 15, "GS-SEED-003": 2,
+                        "GS-SEED-004": 19}
+    assert (report.pushed, api.looked_up) == (4, [])
 
 
 def test_a_listing_added_meanwhile_is_completed_not_added_twice(db: Database) -> None:
