@@ -92,7 +92,8 @@ def build_dispatcher(services: Hub) -> Dispatcher:
         stock_rules=services.stock_rules,
         sync_targets=services.sync_targets,
         sync_overlap=timedelta(hours=settings.orders_sync_overlap_hours),
-        channels=services.channels)
+        channels=services.channels, intake_lock_share=settings.intake_lock_share,
+        intake_max_delay_seconds=settings.intake_max_delay_seconds)
 
 
 @db_cli.command("upgrade")

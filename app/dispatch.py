@@ -41,7 +41,7 @@ from app.channel_jobs import CHANNEL_LANE, STOCK_LANE, ChannelJobs
 from app.channels.base import Channel, ChannelApi
 from app.db import Database
 from app.errors import OrderHubError
-from app.intake import apply_pending
+from app.intake import GiveWay, apply_pending
 from app.logs import bind
 from app.metrics import DISPATCH_JOBS, DISPATCH_SECONDS
 from app.models import JobKind, Order, OrderStatus, PoStatus, PurchaseOrder
@@ -165,7 +165,8 @@ class Dispatcher(ChannelJobs):
                  stock_rules: StockRules | None = None,
                  ack_settle_seconds: float = 2.0,
                  channels: Mapping[str, Channel] | None = None,
-                 intake_batch: int = 100) -> None:
+                 intake_batch: int = 100, intake_lock_share: float = 0.1,
+                 intake_max_delay_seconds: float = 60.0) -> None:
         self.db = db
         self.purchasing = purchasing
         self.book: SupplierBook = purchasing.book
@@ -193,6 +194,12 @@ class Dispatcher(ChannelJobs):
         # Webhook deliveries are applied when the dispatcher knows the channels they came from.
         self.channels: Mapping[str, Channel] | None = channels
         self.intake_batch = intake_batch
+        # On SQLite, while webhooks arrive, the dispatcher holds the write lock at most this
+        # share of the time (more as deliveries wait longer), so acknowledging new ones never
+        # waits long for it.
+        self.give_way = GiveWay(db, share=intake_lock_share,
+                                max_delay_s=intake_max_delay_seconds)
+        self._give_way: GiveWay | None = None
 
     # ------------------------------------------------------------ the loop
 
@@ -200,6 +207,8 @@ class Dispatcher(ChannelJobs):
         """Work until `stop` is set (or, with `once`, until nothing is due)."""
         stop = stop or threading.Event()
         stats = RunStats()
+        # A run that loops shares SQLite with the web; one that drains (`once`) takes its time.
+        self._give_way = None if once else self.give_way
         busy: dict[str, Future[None]] = {}
         next_acks = time.monotonic()
         if once and self.channels is not None:
@@ -251,7 +260,8 @@ class Dispatcher(ChannelJobs):
         while not stop.is_set():
             try:
                 outcomes = apply_pending(self.db, channels=self.channels,
-                                         purchasing=self.purchasing, limit=self.intake_batch)
+                                         purchasing=self.purchasing, limit=self.intake_batch,
+                                         give_way=self._give_way)
             except Exception:
                 # Typically the database (a lock timeout, a restart): the deliveries stay
                 # pending, and are applied once it answers again.
@@ -333,19 +343,23 @@ class Dispatcher(ChannelJobs):
                     outbox.release(session, [j.id for j in jobs[i:]], now=self.clock())
                     session.commit()
                 return
+            renewing = time.monotonic()
             if not self._renew(job):
                 continue   # our lease ran out and another dispatcher has this job now
+            writing = time.monotonic() - renewing
             with self.db.read_session() as session:
                 snapshot = _snapshots(session, [job.target]).get(job.target)
             try:
                 with bind(job_id=job.id, po_id=job.target):  # on every line of this job's work
-                    self._send_one(transport, job, snapshot, stats)
+                    writing += self._send_one(transport, job, snapshot, stats)
             except _LaneBroken as broken:
                 self._lane_failed(job.lane, jobs[i:], broken.error, stats)
                 return
             except Exception as exc:  # a bug or an unexpected reply: this job only, retried
                 log.exception("job %s for %s failed unexpectedly", job.id, job.target)
                 self._job_failed(job, f"unexpected {type(exc).__name__}: {exc}", stats)
+            if self._give_way is not None:
+                self._give_way.after_write(writing)
         self.breaker.record_success(jobs[0].lane)
 
     def _renew(self, job: Job) -> bool:
@@ -377,7 +391,9 @@ class Dispatcher(ChannelJobs):
                               kind=f"{job.kind}_dead", ref=str(job.id))
 
     def _send_one(self, transport: Transport, job: Job, po: _Snapshot | None,
-                  stats: RunStats) -> None:
+                  stats: RunStats) -> float:
+        """Upload the job's document and record it; returns the seconds spent recording it (a
+        write transaction, see `GiveWay`)."""
         resend = (job.data or {}).get("file_name")
         reason = _nothing_to_send(job, po, resend)
         if reason is not None or po is None:
@@ -389,7 +405,7 @@ class Dispatcher(ChannelJobs):
             DISPATCH_JOBS.labels(job.kind, "cancelled").inc()
             log.info("job %s for purchase order %s: nothing to send (%s)", job.id,
                      job.target, reason)
-            return
+            return 0.0
         assert po.document is not None and po.sha256 is not None
         name = resend or po.file_name
         try:
@@ -398,22 +414,25 @@ class Dispatcher(ChannelJobs):
             if exc.retryable or not exc.file_specific:
                 raise _LaneBroken(exc) from exc
             self._bury(job.lane, [job], str(exc), stats)
-            return
+            return 0.0
         except OSError as exc:  # a transport that let one through: treat as transient
             raise _LaneBroken(TransportError(f"{type(exc).__name__}: {exc}",
                                              retryable=True)) from exc
         now = self.clock()
+        recording = time.monotonic()
         with self.db.session() as session:
             if resend is None:
                 self._mark_sent(session, po, now)
             outbox.complete(session, job.id, now=now,
                             note="already on the server" if result == "already_present" else None)
             session.commit()
+        recorded = time.monotonic() - recording
         stats.add("already_present" if result == "already_present" else "sent")
         DISPATCH_JOBS.labels(job.kind, result).inc()
         DISPATCH_SECONDS.labels(job.lane).observe(max(0.0, (now - po.created_at).total_seconds()))
         log.info("purchase order %s v%s (%s) to %s: %s as %s (job %s)", po.po_number,
                  po.version, po.id, job.lane, result, name, job.id)
+        return recorded
 
     def _mark_sent(self, session: Session, po: _Snapshot, now: datetime) -> None:
         """Record the version as sent, unless it changed while it was being uploaded: then

@@ -21,9 +21,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
+import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -31,8 +33,9 @@ from enum import StrEnum
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, Select, Update, bindparam, insert, select, update
+from sqlalchemy import Insert, Select, Update, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -131,22 +134,24 @@ def supersedes(
     return True
 
 
-def accept_delivery(session: Session, *, channel: Channel, delivery: Delivery,
+def accept_delivery(conn: Connection, *, channel: Channel, delivery: Delivery,
                     raw_body: bytes) -> IntakeResult:
     """Store a verified delivery once, to be applied by `apply_pending`. The caller commits.
 
     ACCEPTED (stored as pending) or DUPLICATE; IGNORED or QUARANTINED when the headers settle
-    it (an ignored topic, another shop, no topic).
+    it (an ignored topic, another shop, no topic). A plain connection, not a session: this is
+    every webhook's request, and one INSERT needs no unit of work.
     """
     screened = screen(channel, delivery.topic, delivery.account)
     meaning = screened or Interpretation(EventStatus.PENDING)
     event = _event_row(delivery, raw_body, meaning)
-    if not _insert_event(session, event):
+    if not _insert_event(conn, event):
         return IntakeResult(Outcome.DUPLICATE)
     if screened is None:
         return IntakeResult(Outcome.ACCEPTED, event["id"])
-    return _apply(session, event["id"], delivery.channel, delivery.account, screened,
-                  purchasing=None)
+    settled = _settled(event["id"], screened)
+    assert settled is not None  # screen() only says ignored or quarantined
+    return settled
 
 
 def receive_delivery(
@@ -157,7 +162,7 @@ def receive_delivery(
     sync, which runs in a worker already). The caller commits."""
     meaning = interpret(channel, delivery.topic, raw_body, delivery.account)
     event = _event_row(delivery, raw_body, meaning)
-    if not _insert_event(session, event):
+    if not _insert_event(session.connection(), event):
         return IntakeResult(Outcome.DUPLICATE)
     return _apply(session, event["id"], delivery.channel, delivery.account, meaning, purchasing,
                   delivery.triggered_at)
@@ -175,17 +180,100 @@ class _Pending:
     raw_body: bytes
 
 
+class GiveWay:
+    """Leaves SQLite's one write lock to the webhooks while they are arriving.
+
+    SQLite lets one transaction write at a time. Applying a delivery holds that lock for a
+    couple of milliseconds (routing, rendering, ~15 statements), and sending a purchase order
+    for two short transactions; acknowledging a webhook needs it for a fraction of a
+    millisecond. Back to back, the dispatcher's transactions would make every webhook wait. So
+    while deliveries are arriving (one was received within `recent_s`), each of the
+    dispatcher's threads reports how long its transaction held the lock, and waits until the
+    dispatcher as a whole has held it at most `share` of the time.
+
+    The share grows with the age of the oldest delivery waiting, to all of the lock once it has
+    waited `max_delay_s`: a burst is acknowledged first and applied right after it, but under
+    a steady stream the dispatcher never falls further behind than that. With nothing
+    arriving (the backlog after a burst, or a restart) it works at full speed. On PostgreSQL
+    writers take row locks and don't wait for each other: no pause is needed.
+    """
+
+    def __init__(self, db: Database, *, share: float = 0.1, max_delay_s: float = 60.0,
+                 recent_s: float = 1.0, check_every_s: float = 0.2,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if not 0 < share <= 1:
+            raise ValueError(f"share must be more than 0 and at most 1, not {share}")
+        self.db = db
+        self.share = share
+        self.max_delay_s = max_delay_s
+        self.recent_s = recent_s
+        self.check_every_s = check_every_s
+        self.sleep = sleep
+        self.clock = clock
+        self._mutex = threading.Lock()
+        self._free_at = float("-inf")    # when the dispatcher may write again
+        self._current = 1.0              # the share now: 1 while nothing arrives
+        self._last_arrival: datetime | None = None
+        self._checked_at = float("-inf")
+
+    def after_write(self, held_s: float) -> float:
+        """Call after a write transaction, with how long it held the lock; returns the pause."""
+        if self.share >= 1 or not self.db.is_sqlite:
+            return 0.0
+        share = self.current_share()
+        if share >= 1:
+            return 0.0
+        with self._mutex:   # the pauses of all threads add up: the share is the dispatcher's
+            now = self.clock()
+            self._free_at = max(now, self._free_at) + held_s * (1 - share) / share
+            pause = self._free_at - now
+        self.sleep(pause)
+        return pause
+
+    def arrived(self, received_at: datetime) -> None:
+        """A delivery received then was seen (by `apply_pending`, which may apply it before
+        the next look at what is pending)."""
+        with self._mutex:
+            if self._last_arrival is None or received_at > self._last_arrival:
+                self._last_arrival = received_at
+
+    def current_share(self) -> float:
+        """The share of the write lock the dispatcher may take now (looked up every
+        `check_every_s`): 1 while no delivery arrives, else between `share` and 1 by the age
+        of the oldest one waiting."""
+        now = self.clock()
+        if now - self._checked_at >= self.check_every_s:
+            self._checked_at = now
+            with self.db.read_session() as session:
+                newest = session.execute(_pending_received_query(newest=True)).scalar()
+                oldest = session.execute(_pending_received_query(newest=False)).scalar()
+            if newest is not None:
+                self.arrived(newest)
+            wall = utcnow()
+            if self._last_arrival is None or (
+                    wall - self._last_arrival).total_seconds() >= self.recent_s:
+                self._current = 1.0
+            else:
+                waited = (wall - oldest).total_seconds() if oldest is not None else 0.0
+                self._current = min(1.0, max(self.share, waited / self.max_delay_s))
+        return self._current
+
+
 def apply_pending(db: Database, *, channels: Mapping[str, Channel], purchasing: Purchasing,
-                  limit: int = 100) -> Counter[Outcome]:
+                  limit: int = 100, give_way: GiveWay | None = None) -> Counter[Outcome]:
     """Apply up to `limit` pending deliveries, oldest first; returns how each one ended.
 
     Each is decoded before its transaction and applied in one of its own, which first claims it
     (pending -> its outcome): a delivery another worker got to first is skipped, so several
     dispatchers may run at once. A database error (a lock timeout, a lost connection) leaves the
-    delivery pending and is raised; the next call takes it up again.
+    delivery pending and is raised; the next call takes it up again. `give_way` paces the
+    transactions while webhooks are arriving (see `GiveWay`).
     """
     with db.read_session() as session:
         rows = [_Pending(*row) for row in session.execute(_pending_query(), {"limit": limit})]
+    if give_way is not None and rows:
+        give_way.arrived(max(row.received_at for row in rows))
     outcomes: Counter[Outcome] = Counter()
     for row in rows:
         channel = channels.get(row.channel)
@@ -195,9 +283,12 @@ def apply_pending(db: Database, *, channels: Mapping[str, Channel], purchasing: 
         with bind(delivery_id=row.delivery_id), db.session() as session:
             if not _claim(session, row.id, meaning):
                 continue  # another worker applied it
+            locked_at = time.monotonic()  # the claim took the write lock (SQLite)
             result = _apply(session, row.id, row.channel, row.account, meaning, purchasing,
                             row.triggered_at)
             session.commit()
+            if give_way is not None:
+                give_way.after_write(time.monotonic() - locked_at)
             outcomes[result.outcome] += 1
             INTAKE_APPLIED.labels(row.channel, result.outcome.value).inc()
             INTAKE_DELAY_SECONDS.labels(row.channel).observe(
@@ -243,23 +334,23 @@ def _event_state(meaning: Interpretation) -> dict[str, Any]:
     }
 
 
-def _insert_event(session: Session, event: dict[str, Any]) -> bool:
+def _insert_event(conn: Connection, event: dict[str, Any]) -> bool:
     """Insert the delivery; False if its delivery id is already stored (a repeat).
 
     A plain INSERT and its unique constraint decide, rather than INSERT ... ON CONFLICT, whose
     statement SQLAlchemy cannot cache (it would be compiled again for every delivery). On SQLite
     a failed statement leaves the transaction usable; PostgreSQL needs a savepoint for that.
     """
-    sql = _sql(session)
+    sql = _statements(conn.dialect.name)
     try:
         if sql.dialect == "postgresql":
-            with session.begin_nested():
-                session.connection().execute(sql.insert_event, event)
+            with conn.begin_nested():
+                conn.execute(sql.insert_event, event)
         else:
-            session.connection().execute(sql.insert_event, event)
+            conn.execute(sql.insert_event, event)
     except IntegrityError:
         key = {"channel": event["channel"], "delivery_id": event["delivery_id"]}
-        if session.connection().execute(sql.find_event, key).first() is None:
+        if conn.execute(sql.find_event, key).first() is None:
             raise  # some other constraint: a bug, not a repeat
         return False
     return True
@@ -282,16 +373,23 @@ def replay_event(
                   event.triggered_at)
 
 
-def _apply(
-    session: Session, event_id: uuid.UUID, channel: str, account: str, meaning: Interpretation,
-    purchasing: Purchasing | None, triggered_at: datetime | None = None,
-) -> IntakeResult:
+def _settled(event_id: uuid.UUID, meaning: Interpretation) -> IntakeResult | None:
+    """The result of a delivery with nothing to apply (ignored, quarantined), else None."""
     if meaning.status == EventStatus.IGNORED:
         return IntakeResult(Outcome.IGNORED, event_id, reason=meaning.reason)
     if meaning.status == EventStatus.QUARANTINED:
         log.error("event %s quarantined: %s", event_id, meaning.reason)
         return IntakeResult(Outcome.QUARANTINED, event_id, reason=meaning.reason)
+    return None
 
+
+def _apply(
+    session: Session, event_id: uuid.UUID, channel: str, account: str, meaning: Interpretation,
+    purchasing: Purchasing | None, triggered_at: datetime | None = None,
+) -> IntakeResult:
+    settled = _settled(event_id, meaning)
+    if settled is not None:
+        return settled
     if meaning.reference is not None:
         order_id = _order_id(session, channel, account, meaning.reference.external_id)
         note = meaning.reference.note if order_id else (
@@ -546,3 +644,11 @@ def _pending_query() -> Select[tuple[Any, ...]]:
             .where(events.c.status == EventStatus.PENDING)
             .order_by(events.c.received_at, events.c.id)
             .limit(bindparam("limit")))
+
+
+@cache
+def _pending_received_query(*, newest: bool) -> Select[tuple[Any]]:
+    """When the newest (or oldest) pending delivery arrived: one index lookup each."""
+    events = WebhookEvent.metadata.tables["webhook_events"]
+    pick = func.max if newest else func.min
+    return select(pick(events.c.received_at)).where(events.c.status == EventStatus.PENDING)

@@ -33,9 +33,8 @@ def receive(channel_name: str) -> tuple[Response, int]:
         log.warning("%s webhook refused from %s: %s", channel_name, request.remote_addr, exc)
         return jsonify(error="invalid signature"), 401
 
-    with bind(delivery_id=delivery.delivery_id), services.db.session() as session:
-        result = accept_delivery(session, channel=channel, delivery=delivery, raw_body=raw_body)
-        session.commit()
+    with bind(delivery_id=delivery.delivery_id), services.db.engine.begin() as conn:
+        result = accept_delivery(conn, channel=channel, delivery=delivery, raw_body=raw_body)
 
     WEBHOOK_DELIVERIES.labels(channel_name, result.outcome.value).inc()
     INGEST_SECONDS.labels(channel_name).observe(time.perf_counter() - started)

@@ -46,7 +46,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -565,15 +565,30 @@ def pending_deliveries(db_path: Path) -> int:
         return int(row.fetchone()[0])
 
 
-def wait_drained(db_path: Path, dispatcher: DispatcherProcess, *, timeout_s: float) -> float:
-    """Seconds until the dispatcher has applied every acknowledged delivery."""
+def unsent_purchase_orders(db_path: Path) -> int:
+    """Upload jobs not finished yet (full app)."""
+    with contextlib.closing(sqlite3.connect(db_path, timeout=30)) as conn:
+        row = conn.execute("SELECT count(*) FROM outbox WHERE kind = 'send_po' "
+                           "AND status IN ('pending', 'running')")
+        return int(row.fetchone()[0])
+
+
+def wait_drained(db_path: Path, dispatcher: DispatcherProcess, *,
+                 timeout_s: float) -> tuple[float, float]:
+    """Seconds until the dispatcher had applied every acknowledged delivery, and until it had
+    also sent every purchase order they made."""
     started = time.monotonic()
-    while pending_deliveries(db_path):
+    applied_s = None
+    while True:
         dispatcher.check_running()
+        if applied_s is None and not pending_deliveries(db_path):
+            applied_s = time.monotonic() - started
+        if applied_s is not None and not unsent_purchase_orders(db_path):
+            return applied_s, time.monotonic() - started
         if time.monotonic() - started > timeout_s:
-            raise RuntimeError(f"deliveries still pending after {timeout_s:.0f} s")
+            raise RuntimeError(f"deliveries or purchase orders still waiting after "
+                               f"{timeout_s:.0f} s")
         time.sleep(0.05)
-    return time.monotonic() - started
 
 
 # ---------------------------------------------------------------- CPU accounting
@@ -912,7 +927,8 @@ class RunResult:
     # full only: the dispatcher applying the acknowledged deliveries
     pending_at_stop: int = 0      # acknowledged, not applied yet when the load stopped
     drain_s: float = 0.0          # from the load's end until none was pending
-    dispatcher_cpu_s: float = 0.0  # the dispatcher's CPU during the run and the drain
+    sent_s: float = 0.0           # ... until every purchase order was sent too
+    dispatcher_cpu_s: float = 0.0  # the dispatcher's CPU from the run's start until all sent
 
     @property
     def server_ms_per_order(self) -> float:
@@ -929,6 +945,14 @@ class RunResult:
         """Orders applied per second from the run's start until the backlog was gone."""
         orders = self.stored.get("orders", 0)
         elapsed = self.load.duration_s + self.drain_s
+        return orders / elapsed if elapsed else 0.0
+
+    @property
+    def processed_per_s(self) -> float:
+        """Orders applied and their purchase orders sent, per second, from the run's start
+        until nothing was left: what the whole path sustains."""
+        orders = self.stored.get("orders", 0)
+        elapsed = self.load.duration_s + self.sent_s
         return orders / elapsed if elapsed else 0.0
 
     @property
@@ -1036,7 +1060,7 @@ def measure(target: str, opts: Options, factory: OrderFactory, tmpdir: Path,
                     warm_rate *= 2  # ran out: the real rate is higher than what it shows
                 print(f"[{target}] warm-up: {warm.acknowledged} orders in {warm.duration_s:.1f} s "
                       f"({warm_rate:.0f}/s)", flush=True)
-            if dispatcher:
+            if dispatcher:  # the timed run starts with nothing left to do
                 wait_drained(db_path, dispatcher, timeout_s=DRAIN_TIMEOUT_S)
             before = settled_counts(db_path, tables)
             count = opts.orders or math.ceil(
@@ -1053,13 +1077,14 @@ def measure(target: str, opts: Options, factory: OrderFactory, tmpdir: Path,
             result = load(deliveries, opts.duration_s, server.port)
             cpu = CpuUse.between(cpu_before, cpu_snapshot(*pgids))
             del deliveries
-            pending_at_stop, drain_s, dispatcher_cpu_s = 0, 0.0, 0.0
+            pending_at_stop, drain_s, sent_s, dispatcher_cpu_s = 0, 0.0, 0.0, 0.0
             if dispatcher:
                 pending_at_stop = pending_deliveries(db_path)
-                drain_s = wait_drained(db_path, dispatcher, timeout_s=DRAIN_TIMEOUT_S)
+                drain_s, sent_s = wait_drained(db_path, dispatcher, timeout_s=DRAIN_TIMEOUT_S)
                 dispatcher_cpu_s = cpu_snapshot(*pgids).dispatcher - cpu_before.dispatcher
                 print(f"[{target}] {pending_at_stop} deliveries pending when the load stopped, "
-                      f"applied {drain_s:.1f} s later", flush=True)
+                      f"applied {drain_s:.1f} s later, their purchase orders sent after "
+                      f"{sent_s:.1f} s", flush=True)
             after = settled_counts(db_path, tables)
         except Exception:
             # The server's side of the failure (a traceback, a configuration error).
@@ -1086,6 +1111,7 @@ def measure(target: str, opts: Options, factory: OrderFactory, tmpdir: Path,
         cpu=cpu,
         pending_at_stop=pending_at_stop,
         drain_s=drain_s,
+        sent_s=sent_s,
         dispatcher_cpu_s=dispatcher_cpu_s,
     )
 
@@ -1169,7 +1195,9 @@ def print_report(full: RunResult | None, bare: RunResult | None, ratio: float | 
                                               if full.cpu.capacity_s else "?", *dash]),
             ("pending when the load stopped", [str(full.pending_at_stop), *dash]),
             ("all applied after (s)", [f"{full.drain_s:.1f}", *dash]),
+            ("all POs sent after (s)", [f"{full.sent_s:.1f}", *dash]),
             ("applied orders/s (run+drain)", [f"{full.applied_per_s:,.0f}", *dash]),
+            ("orders/s applied + sent", [f"{full.processed_per_s:,.0f}", *dash]),
             ("dispatcher CPU per order (ms)", [f"{full.dispatcher_ms_per_order:.2f}", *dash]),
         ]
     width = max(24, *(len(v) + 2 for _, values in lines for v in values))
@@ -1219,6 +1247,7 @@ def to_json(opts: Options, argv: Sequence[str], full: RunResult | None, bare: Ru
         return {**asdict(r), "orders_per_s": round(r.orders_per_s, 1), "errors": r.errors,
                 "server_ms_per_order": round(r.server_ms_per_order, 3),
                 "applied_per_s": round(r.applied_per_s, 1),
+                "processed_per_s": round(r.processed_per_s, 1),
                 "dispatcher_ms_per_order": round(r.dispatcher_ms_per_order, 3)}
 
     return {
@@ -1286,9 +1315,49 @@ def profile(count: int, top: int, *, routing: bool) -> None:
             _print_groups(stats, count)
             print(f"\n  top {top} functions by own time (us per request, with profiler):")
             _print_top(stats, count, top)
+            if name == "full":
+                _profile_apply(application, factory, post, count, top)
         diff = per_request["full"] - per_request["bare"]
         print(f"\nfull - bare: {diff:.0f} us CPU per request; full/bare CPU "
               f"{per_request['full'] / per_request['bare']:.2f}x")
+
+
+def _profile_apply(application: Any, factory: OrderFactory,
+                   post: Callable[[Sequence[SignedDelivery]], None], count: int, top: int) -> None:
+    """The dispatcher's side: applying `count` accepted deliveries (order, routing, POs)."""
+    from app.intake import apply_pending
+
+    services = application.extensions["orderhub"]
+
+    def apply_all() -> int:
+        applied = 0
+        while outcomes := apply_pending(services.db, channels=services.channels,
+                                        purchasing=services.purchasing, limit=100):
+            applied += outcomes.total()
+        return applied
+
+    apply_all()  # what the request profile left pending
+    post(factory.make(count))
+    with _lock_timer() as holds:
+        cpu = time.process_time()
+        applied = apply_all()
+        per_order = (time.process_time() - cpu) / max(applied, 1) * 1e6
+    post(factory.make(count))
+    profiler = cProfile.Profile()
+    profiler.enable()
+    apply_all()
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    holds.sort()
+    print(f"\n=== full, dispatcher: {per_order:.0f} us CPU per applied delivery "
+          f"({applied} applied, no profiler) ===")
+    if holds:
+        print(f"  write transaction (BEGIN IMMEDIATE .. COMMIT): median "
+              f"{_percentile(holds, 50) * 1e6:.0f} us, p90 {_percentile(holds, 90) * 1e6:.0f} us, "
+              f"{len(holds) / max(applied, 1):.2f} per delivery")
+    _print_groups(stats, count)
+    print(f"\n  top {top} functions by own time (us per delivery, with profiler):")
+    _print_top(stats, count, top)
 
 
 @contextlib.contextmanager
@@ -1394,6 +1463,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         "none: no suppliers file, lines wait for a mapping")
     p.add_argument("--dispatcher-nice", type=int, default=0, metavar="N",
                    help="run the full app's dispatcher under `nice -n N` (0)")
+    p.add_argument("--lock-share", type=float, metavar="F",
+                   help="DISPATCH_INTAKE_LOCK_SHARE for the dispatcher (default: the app's)")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--verbose", action="store_true", help="show wrk's and gunicorn's output")
@@ -1436,7 +1507,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = server_env(tmpdir, secret, routing=args.routing == "suppliers")
     for name, value in (("GUNICORN_WORKERS", args.workers),
                         ("GUNICORN_WORKER_CLASS", args.worker_class),
-                        ("GUNICORN_THREADS", args.threads)):
+                        ("GUNICORN_THREADS", args.threads),
+                        ("DISPATCH_INTAKE_LOCK_SHARE", args.lock_share)):
         if value is not None:
             env[name] = str(value)
     factory = OrderFactory(secret)

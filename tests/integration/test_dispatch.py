@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from app.breaker import CircuitBreaker
 from app.dispatch import Dispatcher, RunStats, default_transports
+from app.intake import GiveWay
 from app.models import JobStatus, Order, OutboxJob, PoStatus, PurchaseOrder
 from app.outbox import RetryPolicy
 from app.suppliers import Supplier
@@ -158,6 +159,11 @@ def files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
 
 
+def sent(folder: Path) -> list[str]:
+    """The purchase orders in place (not the temporary files of uploads in flight)."""
+    return sorted(p.name for p in folder.glob("PO_*.xml"))
+
+
 def purchase_orders(app: Flask) -> dict[str, PurchaseOrder]:
     with hub_of(app).db.read_session() as s:
         rows = s.execute(select(PurchaseOrder).order_by(PurchaseOrder.version)).scalars()
@@ -217,6 +223,72 @@ def test_loop_picks_up_new_work_within_a_second(app: Flask, client: FlaskClient,
     assert AGRIEST_FILE in files(setup.inbound)
     assert waited < 1.5, f"the file took {waited:.2f} s to arrive"
     assert not thread.is_alive()
+
+
+class RecordedPace(GiveWay):
+    """The real pace, remembering each write the dispatcher reported and the pause it got."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.writes: list[tuple[str, float, float]] = []
+
+    def after_write(self, held_s: float) -> float:
+        pause = super().after_write(held_s)
+        self.writes.append((threading.current_thread().name, held_s, pause))
+        return pause
+
+
+def test_loop_leaves_the_sqlite_lock_to_arriving_webhooks(
+        app: Flask, client: FlaskClient, database_url: str, setup: Setup,
+        sftp: SftpServer) -> None:
+    stop, arriving = threading.Event(), threading.Event()
+    worker = dispatcher(app, poll_seconds=0.05)
+    pace = worker.give_way = RecordedPace(hub_of(app).db, share=0.2)
+
+    def keep_posting() -> None:   # a webhook every 20 ms while the loop runs
+        number = 0
+        while not arriving.is_set():
+            number += 1
+            payload = shopify_payload()
+            payload["id"] += number
+            payload["name"] = f"#{2000 + number}"
+            body = encode(payload)
+            assert client.post("/webhooks/shopify", data=body,
+                               headers=shopify_headers(body)).json["status"] == "accepted"
+            time.sleep(0.02)
+
+    poster = threading.Thread(target=keep_posting)
+    thread = threading.Thread(target=worker.run, kwargs={"stop": stop})
+    poster.start()
+    thread.start()
+    try:
+        started = time.monotonic()
+        while (len(sent(setup.inbound)) < 2 or len(sent(setup.greensoil)) < 2) and (
+                time.monotonic() - started < 10):
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        arriving.set()
+        poster.join(timeout=10)
+    assert len(sent(setup.inbound)) >= 2 and len(sent(setup.greensoil)) >= 2
+    # Applying each delivery and recording each upload reported how long it held the lock.
+    assert len(pace.writes) >= 2 + 4
+    assert all(held > 0 for _, held, _ in pace.writes)
+    if database_url.startswith("sqlite"):
+        # Webhooks kept arriving: after each write, 4x its time was left to them.
+        assert all(pause >= held * 4 * 0.99 for _, held, pause in pace.writes), pace.writes
+    else:
+        assert all(pause == 0 for _, _, pause in pace.writes)
+
+
+def test_dispatch_once_does_not_pause(app: Flask, client: FlaskClient, setup: Setup,
+                                      sftp: SftpServer) -> None:
+    deliver(client)
+    worker = dispatcher(app)
+    pace = worker.give_way = RecordedPace(hub_of(app).db, share=0.2)
+    assert worker.run(once=True).sent == 2
+    assert pace.writes == []   # a drain run by hand has no webhooks to leave room for
 
 
 # ---------------------------------------------------------------- the server misbehaves

@@ -22,6 +22,14 @@ def test_defaults() -> None:
     assert "a-long-enough" not in repr(settings)  # secrets never printed
 
 
+def test_dispatcher_share_of_the_sqlite_lock() -> None:
+    assert load_settings(GOOD).intake_lock_share == 0.1
+    assert load_settings(GOOD).intake_max_delay_seconds == 60.0
+    settings = load_settings({**GOOD, "DISPATCH_INTAKE_LOCK_SHARE": "1",
+                              "DISPATCH_INTAKE_MAX_DELAY_SECONDS": "15"})
+    assert (settings.intake_lock_share, settings.intake_max_delay_seconds) == (1.0, 15.0)
+
+
 def test_postgres_url_uses_psycopg3() -> None:
     settings = load_settings({**GOOD, "DATABASE_URL": "postgres://u:p@db.internal/orders"})
     assert settings.database_url == "postgresql+psycopg://u:p@db.internal/orders"
@@ -46,6 +54,11 @@ def test_rotation_keeps_both_secrets_current_first() -> None:
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL", "not one of"),
         ({"SHOPIFY_WEBHOOK_SECRET_PREVIOUS": "old"}, "SHOPIFY_WEBHOOK_SECRET", "missing"),
         ({"DASHBOARD_PASSWORD": "elevenchars"}, "DASHBOARD_PASSWORD", "at least 12"),
+        ({"DISPATCH_INTAKE_LOCK_SHARE": "0"}, "DISPATCH_INTAKE_LOCK_SHARE", "greater than zero"),
+        ({"DISPATCH_INTAKE_LOCK_SHARE": "1.5"}, "DISPATCH_INTAKE_LOCK_SHARE", "at most 1"),
+        ({"DISPATCH_INTAKE_LOCK_SHARE": "10%"}, "DISPATCH_INTAKE_LOCK_SHARE", "not a number"),
+        ({"DISPATCH_INTAKE_MAX_DELAY_SECONDS": "0"}, "DISPATCH_INTAKE_MAX_DELAY_SECONDS",
+         "greater than zero"),
     ],
 )
 def test_bad_settings_are_named(override: dict[str, str], name: str, words: str) -> None:
