@@ -41,11 +41,12 @@ from app.channel_jobs import CHANNEL_LANE, STOCK_LANE, ChannelJobs
 from app.channels.base import Channel, ChannelApi
 from app.db import Database
 from app.errors import OrderHubError
-from app.intake import GiveWay, apply_pending
+from app.intake import apply_pending
 from app.logs import bind
 from app.metrics import DISPATCH_JOBS, DISPATCH_SECONDS
 from app.models import JobKind, Order, OrderStatus, PoStatus, PurchaseOrder
 from app.outbox import Job, RetryPolicy
+from app.pacing import GiveWay
 from app.purchasing import Purchasing, lock_orders, route_order, settle_status
 from app.reconcile import DEFAULT_OVERLAP, SyncTarget
 from app.suppliers import Supplier, SupplierBook

@@ -6,7 +6,8 @@ A webhook is taken in two steps, each one transaction:
    once per delivery id, as `pending`, and acknowledged. That is all the platform waits for, so
    it is as cheap as storing a raw body can be. Deliveries that need no work (an ignored topic,
    another shop) are settled here.
-2. `apply_pending` (in the dispatcher, within a second): each pending delivery is decoded and
+2. `apply_pending` (in the dispatcher, within a second; on SQLite right after a burst of
+   webhooks, see `app.pacing.GiveWay`): each pending delivery is decoded and
    normalized outside any transaction; then one transaction claims it, upserts the order (never
    backwards), routes it, writes its purchase orders and outbox jobs, and marks the delivery
    processed (or quarantined, or stale).
@@ -21,11 +22,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -33,7 +33,7 @@ from enum import StrEnum
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, Select, Update, bindparam, func, insert, select, update
+from sqlalchemy import Insert, Select, Update, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
@@ -45,6 +45,7 @@ from app.errors import NotFound, PayloadInvalid
 from app.logs import bind
 from app.metrics import INTAKE_APPLIED, INTAKE_DELAY_SECONDS
 from app.models import EventStatus, Order, OrderLine, OrderStatus, WebhookEvent
+from app.pacing import GiveWay
 from app.purchasing import Purchasing, route_order
 from app.types import new_id, utcnow
 
@@ -180,86 +181,6 @@ class _Pending:
     raw_body: bytes
 
 
-class GiveWay:
-    """Leaves SQLite's one write lock to the webhooks while they are arriving.
-
-    SQLite lets one transaction write at a time. Applying a delivery holds that lock for a
-    couple of milliseconds (routing, rendering, ~15 statements), and sending a purchase order
-    for two short transactions; acknowledging a webhook needs it for a fraction of a
-    millisecond. Back to back, the dispatcher's transactions would make every webhook wait. So
-    while deliveries are arriving (one was received within `recent_s`), each of the
-    dispatcher's threads reports how long its transaction held the lock, and waits until the
-    dispatcher as a whole has held it at most `share` of the time.
-
-    The share grows with the age of the oldest delivery waiting, to all of the lock once it has
-    waited `max_delay_s`: a burst is acknowledged first and applied right after it, but under
-    a steady stream the dispatcher never falls further behind than that. With nothing
-    arriving (the backlog after a burst, or a restart) it works at full speed. On PostgreSQL
-    writers take row locks and don't wait for each other: no pause is needed.
-    """
-
-    def __init__(self, db: Database, *, share: float = 0.1, max_delay_s: float = 60.0,
-                 recent_s: float = 1.0, check_every_s: float = 0.2,
-                 sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        if not 0 < share <= 1:
-            raise ValueError(f"share must be more than 0 and at most 1, not {share}")
-        self.db = db
-        self.share = share
-        self.max_delay_s = max_delay_s
-        self.recent_s = recent_s
-        self.check_every_s = check_every_s
-        self.sleep = sleep
-        self.clock = clock
-        self._mutex = threading.Lock()
-        self._free_at = float("-inf")    # when the dispatcher may write again
-        self._current = 1.0              # the share now: 1 while nothing arrives
-        self._last_arrival: datetime | None = None
-        self._checked_at = float("-inf")
-
-    def after_write(self, held_s: float) -> float:
-        """Call after a write transaction, with how long it held the lock; returns the pause."""
-        if self.share >= 1 or not self.db.is_sqlite:
-            return 0.0
-        share = self.current_share()
-        if share >= 1:
-            return 0.0
-        with self._mutex:   # the pauses of all threads add up: the share is the dispatcher's
-            now = self.clock()
-            self._free_at = max(now, self._free_at) + held_s * (1 - share) / share
-            pause = self._free_at - now
-        self.sleep(pause)
-        return pause
-
-    def arrived(self, received_at: datetime) -> None:
-        """A delivery received then was seen (by `apply_pending`, which may apply it before
-        the next look at what is pending)."""
-        with self._mutex:
-            if self._last_arrival is None or received_at > self._last_arrival:
-                self._last_arrival = received_at
-
-    def current_share(self) -> float:
-        """The share of the write lock the dispatcher may take now (looked up every
-        `check_every_s`): 1 while no delivery arrives, else between `share` and 1 by the age
-        of the oldest one waiting."""
-        now = self.clock()
-        if now - self._checked_at >= self.check_every_s:
-            self._checked_at = now
-            with self.db.read_session() as session:
-                newest = session.execute(_pending_received_query(newest=True)).scalar()
-                oldest = session.execute(_pending_received_query(newest=False)).scalar()
-            if newest is not None:
-                self.arrived(newest)
-            wall = utcnow()
-            if self._last_arrival is None or (
-                    wall - self._last_arrival).total_seconds() >= self.recent_s:
-                self._current = 1.0
-            else:
-                waited = (wall - oldest).total_seconds() if oldest is not None else 0.0
-                self._current = min(1.0, max(self.share, waited / self.max_delay_s))
-        return self._current
-
-
 def apply_pending(db: Database, *, channels: Mapping[str, Channel], purchasing: Purchasing,
                   limit: int = 100, give_way: GiveWay | None = None) -> Counter[Outcome]:
     """Apply up to `limit` pending deliveries, oldest first; returns how each one ended.
@@ -268,7 +189,7 @@ def apply_pending(db: Database, *, channels: Mapping[str, Channel], purchasing: 
     (pending -> its outcome): a delivery another worker got to first is skipped, so several
     dispatchers may run at once. A database error (a lock timeout, a lost connection) leaves the
     delivery pending and is raised; the next call takes it up again. `give_way` paces the
-    transactions while webhooks are arriving (see `GiveWay`).
+    transactions while webhooks are arriving (see `app.pacing.GiveWay`).
     """
     with db.read_session() as session:
         rows = [_Pending(*row) for row in session.execute(_pending_query(), {"limit": limit})]
@@ -644,11 +565,3 @@ def _pending_query() -> Select[tuple[Any, ...]]:
             .where(events.c.status == EventStatus.PENDING)
             .order_by(events.c.received_at, events.c.id)
             .limit(bindparam("limit")))
-
-
-@cache
-def _pending_received_query(*, newest: bool) -> Select[tuple[Any]]:
-    """When the newest (or oldest) pending delivery arrived: one index lookup each."""
-    events = WebhookEvent.metadata.tables["webhook_events"]
-    pick = func.max if newest else func.min
-    return select(pick(events.c.received_at)).where(events.c.status == EventStatus.PENDING)

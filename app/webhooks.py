@@ -1,5 +1,6 @@
 """`POST /webhooks/<channel>`: verify, store once, acknowledge. Nothing slow happens here: the
-dispatcher applies the stored delivery (order, routing, purchase orders) within a second."""
+dispatcher applies the stored delivery (order, routing, purchase orders) within a second, or
+right after a burst (see `app.pacing.GiveWay`)."""
 
 from __future__ import annotations
 

@@ -25,9 +25,9 @@ from sqlalchemy import select
 
 from app.breaker import CircuitBreaker
 from app.dispatch import Dispatcher, RunStats, default_transports
-from app.intake import GiveWay
 from app.models import JobStatus, Order, OutboxJob, PoStatus, PurchaseOrder
 from app.outbox import RetryPolicy
+from app.pacing import GiveWay
 from app.suppliers import Supplier
 from app.transports import SftpTransport, Transport
 from app.types import utcnow

@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 
 from app.db import Database, upgrade
-from app.intake import GiveWay
 from app.models import EventStatus, WebhookEvent
+from app.pacing import GiveWay
 from app.types import new_id, utcnow
 
 
