@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -344,27 +345,28 @@ class Dispatcher(ChannelJobs):
                     outbox.release(session, [j.id for j in jobs[i:]], now=self.clock())
                     session.commit()
                 return
-            renewing = time.monotonic()
             if not self._renew(job):
                 continue   # our lease ran out and another dispatcher has this job now
-            writing = time.monotonic() - renewing
             with self.db.read_session() as session:
                 snapshot = _snapshots(session, [job.target]).get(job.target)
             try:
                 with bind(job_id=job.id, po_id=job.target):  # on every line of this job's work
-                    writing += self._send_one(transport, job, snapshot, stats)
+                    self._send_one(transport, job, snapshot, stats)
             except _LaneBroken as broken:
                 self._lane_failed(job.lane, jobs[i:], broken.error, stats)
                 return
             except Exception as exc:  # a bug or an unexpected reply: this job only, retried
                 log.exception("job %s for %s failed unexpectedly", job.id, job.target)
                 self._job_failed(job, f"unexpected {type(exc).__name__}: {exc}", stats)
-            if self._give_way is not None:
-                self._give_way.after_write(writing)
         self.breaker.record_success(jobs[0].lane)
 
+    def _paced(self) -> AbstractContextManager[None]:
+        """Around a write transaction of a looping run: leaves the SQLite lock to arriving
+        webhooks after it (`GiveWay`)."""
+        return self._give_way.holding() if self._give_way else nullcontext()
+
     def _renew(self, job: Job) -> bool:
-        with self.db.session() as session:
+        with self._paced(), self.db.session() as session:
             mine = outbox.renew(session, job.id, owner=self.owner, now=self.clock(),
                                 policy=self.policy)
             session.commit()
@@ -392,9 +394,7 @@ class Dispatcher(ChannelJobs):
                               kind=f"{job.kind}_dead", ref=str(job.id))
 
     def _send_one(self, transport: Transport, job: Job, po: _Snapshot | None,
-                  stats: RunStats) -> float:
-        """Upload the job's document and record it; returns the seconds spent recording it (a
-        write transaction, see `GiveWay`)."""
+                  stats: RunStats) -> None:
         resend = (job.data or {}).get("file_name")
         reason = _nothing_to_send(job, po, resend)
         if reason is not None or po is None:
@@ -406,7 +406,7 @@ class Dispatcher(ChannelJobs):
             DISPATCH_JOBS.labels(job.kind, "cancelled").inc()
             log.info("job %s for purchase order %s: nothing to send (%s)", job.id,
                      job.target, reason)
-            return 0.0
+            return
         assert po.document is not None and po.sha256 is not None
         name = resend or po.file_name
         try:
@@ -415,25 +415,22 @@ class Dispatcher(ChannelJobs):
             if exc.retryable or not exc.file_specific:
                 raise _LaneBroken(exc) from exc
             self._bury(job.lane, [job], str(exc), stats)
-            return 0.0
+            return
         except OSError as exc:  # a transport that let one through: treat as transient
             raise _LaneBroken(TransportError(f"{type(exc).__name__}: {exc}",
                                              retryable=True)) from exc
         now = self.clock()
-        recording = time.monotonic()
-        with self.db.session() as session:
+        with self._paced(), self.db.session() as session:
             if resend is None:
                 self._mark_sent(session, po, now)
             outbox.complete(session, job.id, now=now,
                             note="already on the server" if result == "already_present" else None)
             session.commit()
-        recorded = time.monotonic() - recording
         stats.add("already_present" if result == "already_present" else "sent")
         DISPATCH_JOBS.labels(job.kind, result).inc()
         DISPATCH_SECONDS.labels(job.lane).observe(max(0.0, (now - po.created_at).total_seconds()))
         log.info("purchase order %s v%s (%s) to %s: %s as %s (job %s)", po.po_number,
                  po.version, po.id, job.lane, result, name, job.id)
-        return recorded
 
     def _mark_sent(self, session: Session, po: _Snapshot, now: datetime) -> None:
         """Record the version as sent, unless it changed while it was being uploaded: then

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping
@@ -204,12 +203,11 @@ def apply_pending(db: Database, *, channels: Mapping[str, Channel], purchasing: 
         with bind(delivery_id=row.delivery_id), db.session() as session:
             if not _claim(session, row.id, meaning):
                 continue  # another worker applied it
-            locked_at = time.monotonic()  # the claim took the write lock (SQLite)
-            result = _apply(session, row.id, row.channel, row.account, meaning, purchasing,
-                            row.triggered_at)
-            session.commit()
-            if give_way is not None:
-                give_way.after_write(time.monotonic() - locked_at)
+            # The claim took the write lock (SQLite); what follows holds it until the commit.
+            with give_way.holding() if give_way else contextlib.nullcontext():
+                result = _apply(session, row.id, row.channel, row.account, meaning,
+                                purchasing, row.triggered_at)
+                session.commit()
             outcomes[result.outcome] += 1
             INTAKE_APPLIED.labels(row.channel, result.outcome.value).inc()
             INTAKE_DELAY_SECONDS.labels(row.channel).observe(

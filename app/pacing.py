@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -24,7 +25,8 @@ class GiveWay:
     for two short transactions; acknowledging a webhook needs it for a fraction of a
     millisecond. Back to back, the dispatcher's transactions would make every webhook wait. So
     while deliveries are arriving (one was received within `recent_s`), each of the
-    dispatcher's threads reports how long its transaction held the lock, and waits until the
+    dispatcher's threads reports how long its transaction held the lock (`holding`), and waits
+    until the
     dispatcher as a whole has held it at most `share` of the time.
 
     The share grows with the age of the oldest delivery waiting, to all of the lock once it has
@@ -52,6 +54,14 @@ class GiveWay:
         self._current = 1.0              # the share now: 1 while nothing arrives
         self._last_arrival: datetime | None = None
         self._checked_at = float("-inf")
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Around a write transaction (from taking the lock to its commit): measures it and
+        pauses after it, as `after_write` says."""
+        started = time.monotonic()
+        yield
+        self.after_write(time.monotonic() - started)
 
     def after_write(self, held_s: float) -> float:
         """Call after a write transaction, with how long it held the lock; returns the pause."""
