@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import cache
 
 from flask import Blueprint, Response, jsonify, request
+from prometheus_client import Counter, Histogram
 
 from app.errors import SignatureInvalid
 from app.hub import hub
@@ -30,19 +32,31 @@ def receive(channel_name: str) -> tuple[Response, int]:
     try:
         delivery = channel.verify(request.headers, raw_body)
     except SignatureInvalid as exc:
-        WEBHOOK_DELIVERIES.labels(channel_name, "unauthorized").inc()
+        _deliveries(channel_name, "unauthorized").inc()
         log.warning("%s webhook refused from %s: %s", channel_name, request.remote_addr, exc)
         return jsonify(error="invalid signature"), 401
 
-    with bind(delivery_id=delivery.delivery_id), services.db.engine.begin() as conn:
-        result = accept_delivery(conn, channel=channel, delivery=delivery, raw_body=raw_body)
-
-    WEBHOOK_DELIVERIES.labels(channel_name, result.outcome.value).inc()
-    INGEST_SECONDS.labels(channel_name).observe(time.perf_counter() - started)
     with bind(delivery_id=delivery.delivery_id):
+        with services.db.engine.begin() as conn:
+            result = accept_delivery(conn, channel=channel, delivery=delivery, raw_body=raw_body)
+        _deliveries(channel_name, result.outcome.value).inc()
+        _ingest_seconds(channel_name).observe(time.perf_counter() - started)
         log.info("%s delivery %s (%s) %s event=%s", channel_name, delivery.delivery_id,
                  delivery.topic, result.outcome.value, result.event_id)
     body = {"status": result.outcome.value}
     if result.event_id:
         body["event_id"] = str(result.event_id)
     return jsonify(body), 200
+
+
+# Each webhook counts into the same few labelled series: look each one up once per process
+# (`labels()` checks and converts its arguments every time). Channel names come from the
+# route, but only configured ones get here.
+@cache
+def _deliveries(channel: str, result: str) -> Counter:
+    return WEBHOOK_DELIVERIES.labels(channel, result)
+
+
+@cache
+def _ingest_seconds(channel: str) -> Histogram:
+    return INGEST_SECONDS.labels(channel)

@@ -1465,6 +1465,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help="run the full app's dispatcher under `nice -n N` (0)")
     p.add_argument("--lock-share", type=float, metavar="F",
                    help="DISPATCH_INTAKE_LOCK_SHARE for the dispatcher (default: the app's)")
+    p.add_argument("--max-delay", type=float, metavar="S",
+                   help="DISPATCH_INTAKE_MAX_DELAY_SECONDS for the dispatcher (default: the "
+                        "app's)")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--verbose", action="store_true", help="show wrk's and gunicorn's output")
@@ -1508,7 +1511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, value in (("GUNICORN_WORKERS", args.workers),
                         ("GUNICORN_WORKER_CLASS", args.worker_class),
                         ("GUNICORN_THREADS", args.threads),
-                        ("DISPATCH_INTAKE_LOCK_SHARE", args.lock_share)):
+                        ("DISPATCH_INTAKE_LOCK_SHARE", args.lock_share),
+                        ("DISPATCH_INTAKE_MAX_DELAY_SECONDS", args.max_delay)):
         if value is not None:
             env[name] = str(value)
     factory = OrderFactory(secret)
