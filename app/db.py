@@ -3,10 +3,15 @@
 SQLite is the default and has to carry thousands of orders a day from several gunicorn workers,
 so every connection gets WAL (readers never block the writer), foreign keys, a busy timeout and
 `synchronous=NORMAL` (durable at every checkpoint, and a committed transaction survives a process
-crash; only a power cut can lose the last few). Write transactions start with `BEGIN IMMEDIATE`:
-a deferred transaction that reads first and writes later fails with "database is locked" when
-another writer committed in between, and no busy timeout helps it. Read-only work uses plain
-`BEGIN` so that it never queues behind a writer.
+crash; only a power cut can lose those since the last checkpoint). Write transactions start with
+`BEGIN IMMEDIATE`: a deferred transaction that reads first and writes later fails with "database
+is locked" when another writer committed in between, and no busy timeout helps it. Read-only
+work uses plain `BEGIN` so that it never queues behind a writer.
+
+Checkpoints (copying the write-ahead log back into the database file, with an fsync of each) are
+the dispatcher's job while it runs (`Checkpointer`): left to SQLite, the connection whose commit
+pushes the log past `wal_autocheckpoint` pages does it, which is a web worker answering a
+webhook. The web's connections keep a high backstop, for when no dispatcher runs.
 
 One unit of work per request, CLI run or job: `with db.session() as s: ...; s.commit()`. Leaving
 the block without `commit()` rolls back.
@@ -14,8 +19,10 @@ the block without `commit()` rolls back.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +35,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFERRED = "orderhub_deferred"
+
+# SQLite's own default is 1,000 pages (4 MB), about 130 webhooks: at a burst's rate every web
+# worker would checkpoint several times a second. The dispatcher's `Checkpointer` keeps the log
+# far below this; 20,000 pages (80 MB) bounds it when no dispatcher runs.
+WAL_AUTOCHECKPOINT_PAGES = 20_000
+
+log = logging.getLogger(__name__)
 
 
 class Database:
@@ -102,6 +116,7 @@ def make_engine(url: str, *, busy_timeout_ms: int = 15_000, pool_size: int = 10)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -141,6 +156,60 @@ def _begin_immediate(dbapi_conn: Any, busy_timeout_ms: int) -> None:
     finally:
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.close()
+
+
+class Checkpointer:
+    """Checkpoints SQLite's write-ahead log every `every_s` seconds, from a thread of its own.
+
+    PASSIVE: it copies what no reader still needs, takes no lock a writer or reader waits for,
+    and leaves the rest to the next round. One pass copies each page changed since the last
+    once, however many commits changed it, and syncs once. A context manager; on PostgreSQL
+    it does nothing.
+    """
+
+    def __init__(self, db: Database, *, every_s: float = 0.25) -> None:
+        self.db = db
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Checkpointer:
+        if self.db.is_sqlite:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="wal-checkpoint",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """One PASSIVE checkpoint: (1 if it could not run now, log pages, pages copied)."""
+        conn = self.db.engine.raw_connection()  # autocommit (`_on_connect`): no BEGIN
+        try:
+            cur = conn.cursor()
+            try:
+                cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                row = cur.fetchone()
+            finally:
+                cur.close()
+        finally:
+            conn.close()
+        assert row is not None  # the pragma always answers one row
+        busy, pages, copied = row
+        return int(busy), int(pages), int(copied)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.checkpoint()
+            except Exception:  # the database may be away: the next round tries again
+                log.warning("checkpointing the SQLite log failed", exc_info=True)
+                self._stop.wait(5)
 
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "migrations")

@@ -40,7 +40,7 @@ from app.alerts import Alerter, AlertSettings, AlertSink
 from app.breaker import CircuitBreaker
 from app.channel_jobs import CHANNEL_LANE, STOCK_LANE, ChannelJobs
 from app.channels.base import Channel, ChannelApi
-from app.db import Database
+from app.db import Checkpointer, Database
 from app.errors import OrderHubError
 from app.intake import apply_pending
 from app.logs import bind
@@ -167,8 +167,8 @@ class Dispatcher(ChannelJobs):
                  stock_rules: StockRules | None = None,
                  ack_settle_seconds: float = 2.0,
                  channels: Mapping[str, Channel] | None = None,
-                 intake_batch: int = 100, intake_lock_share: float = 0.1,
-                 intake_max_delay_seconds: float = 60.0) -> None:
+                 intake_batch: int = 100, intake_lock_share: float = 0.05,
+                 intake_max_delay_seconds: float = 300.0) -> None:
         self.db = db
         self.purchasing = purchasing
         self.book: SupplierBook = purchasing.book
@@ -215,7 +215,9 @@ class Dispatcher(ChannelJobs):
         next_acks = time.monotonic()
         if once and self.channels is not None:
             self._apply_deliveries(stats, stop, once=True)  # their jobs are due in this run
-        with ThreadPoolExecutor(self.threads + 2, thread_name_prefix="dispatch") as pool:
+        # A loop that runs beside the web checkpoints SQLite's log, so web workers need not.
+        with Checkpointer(self.db) if not once else nullcontext(), \
+                ThreadPoolExecutor(self.threads + 2, thread_name_prefix="dispatch") as pool:
             while True:
                 if not once and self.channels is not None and INTAKE not in busy:
                     busy[INTAKE] = pool.submit(self._apply_deliveries, stats, stop)

@@ -36,7 +36,7 @@ class GiveWay:
     writers take row locks and don't wait for each other: no pause is needed.
     """
 
-    def __init__(self, db: Database, *, share: float = 0.1, max_delay_s: float = 60.0,
+    def __init__(self, db: Database, *, share: float = 0.05, max_delay_s: float = 300.0,
                  recent_s: float = 1.0, check_every_s: float = 0.2,
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
