@@ -228,6 +228,7 @@ def _claim(session: Session, event_id: uuid.UUID, meaning: Interpretation) -> bo
 
 
 def _event_row(delivery: Delivery, raw_body: bytes, meaning: Interpretation) -> dict[str, Any]:
+    # Columns left out take their defaults (NULL; replays 0): fewer values to bind per webhook.
     return {
         "id": new_id(),
         "channel": delivery.channel,
@@ -239,9 +240,7 @@ def _event_row(delivery: Delivery, raw_body: bytes, meaning: Interpretation) -> 
         "triggered_at": delivery.triggered_at,
         "received_at": utcnow(),
         "raw_body": raw_body,
-        **_event_state(meaning),
-        "replays": 0,
-        "order_id": None,
+        **{k: v for k, v in _event_state(meaning).items() if v is not None},
     }
 
 

@@ -52,24 +52,27 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
-        """TypeDecorator's, remembering the last few values converted: a bulk write sends the
-        same times (`now`, a feed's `as_of`) in every row, and on SQLite converting one means
-        formatting a string, ~2.5 µs, hundreds of thousands of times in a stock sync. Equal
-        times convert alike (to UTC), so they may share the result."""
+        """TypeDecorator's, made cheaper on SQLite, where a time is stored as text: the text is
+        written by `isoformat` (in C) instead of a %-format of seven fields, and the last few
+        values converted are remembered. A bulk write sends the same times (`now`, a feed's
+        `as_of`) in every row, hundreds of thousands in a stock sync; a webhook two new ones.
+        Equal times convert alike (to UTC), so they may share the result."""
         convert = super().bind_processor(dialect)
-        if convert is None:
-            return None
-        recent: dict[datetime, Any] = {}   # threads share it; each step is one dict operation
+        if dialect.name != "sqlite" or convert is None:
+            return convert
+        recent: dict[datetime, str] = {}   # threads share it; each step is one dict operation
 
         def process(value: Any) -> Any:
-            if not isinstance(value, datetime):
-                return convert(value)
-            converted = recent.get(value)
-            if converted is None:
+            if not isinstance(value, datetime) or value.tzinfo is None:
+                return convert(value)  # None, or process_bind_param's error for a naive time
+            text = recent.get(value)
+            if text is None:
                 if len(recent) >= 8:
                     recent.clear()
-                converted = recent[value] = convert(value)
-            return converted
+                utc = value.astimezone(UTC) if value.utcoffset() else value
+                # "YYYY-MM-DD HH:MM:SS.ffffff": SQLAlchemy's SQLite storage format, exactly.
+                text = recent[value] = utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+            return text
 
         return process
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import Column, MetaData, Table, create_engine, select, text
 from sqlalchemy.dialects import sqlite
 
 from app.types import UTCDateTime
@@ -44,6 +44,31 @@ def test_a_naive_time_is_refused_even_when_an_equal_one_was_sent() -> None:
     bind(NOON)
     with pytest.raises(ValueError, match="naive"):
         bind(NOON.replace(tzinfo=None))
+
+
+@pytest.mark.parametrize("when", [
+    NOON,
+    NOON.replace(microsecond=0),                       # isoformat would drop ".000000"
+    datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),       # a year of three digits
+    datetime(2026, 3, 29, 3, 30, tzinfo=BERLIN),
+    datetime(2026, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone(timedelta(hours=-11))),
+])
+def test_sqlite_text_is_sqlalchemys_own_storage_format(when: datetime) -> None:
+    """Stored times are compared as text (ranges, ORDER BY): the fast path must write exactly
+    what SQLAlchemy's SQLite DATETIME writes, and read back the same instant."""
+    engine = create_engine("sqlite://")
+    table = Table("t", MetaData(), Column("at", UTCDateTime()))
+    table.create(engine)
+    reference = sqlite.DATETIME().bind_processor(engine.dialect)  # type: ignore[no-untyped-call]
+    assert reference is not None
+
+    with engine.begin() as conn:
+        conn.execute(table.insert(), {"at": when})
+        stored = conn.execute(text("SELECT at FROM t")).scalar_one()
+        loaded = conn.execute(select(table.c.at)).scalar_one()
+
+    assert stored == reference(when.astimezone(UTC).replace(tzinfo=None))
+    assert loaded == when and loaded.tzinfo == UTC
 
 
 def test_postgresql_gets_aware_utc_times() -> None:
