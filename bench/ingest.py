@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/ingest.py [--duration 20] [--connections 32] [--workers N] ...
 
-Two runs with the same load, one after the other: the real app (`wsgi:app`, the full path:
+Runs with the same load, one after the other: the real app (`wsgi:app`, the full path:
 verify, parse, store the delivery and the order, route it, write its purchase orders) and
-`bench/bare_app.py` (verify the HMAC and insert the raw body, the floor). Each runs under
+`bench/bare_app.py` (verify the HMAC and insert the raw body, the floor), in `--rounds` rounds
+ordered full, bare, bare, full, ... so that a machine getting faster or slower during the bench
+(a VM's neighbours) weighs on both alike; the figures add the rounds up. Each run is under
 `gunicorn -c deploy/gunicorn.conf.py` on a fresh SQLite file and gets distinct, realistic ~4.5 KB
 deliveries from `wrk` (or, without wrk, a Python load generator). Prints orders/s, latency,
 errors, the full/bare ratio and where the machine's CPU went, checks that every order
@@ -929,6 +931,7 @@ class RunResult:
     drain_s: float = 0.0          # from the load's end until none was pending
     sent_s: float = 0.0           # ... until every purchase order was sent too
     dispatcher_cpu_s: float = 0.0  # the dispatcher's CPU from the run's start until all sent
+    rounds: int = 1               # runs added up in this one (`combine`)
 
     @property
     def server_ms_per_order(self) -> float:
@@ -963,6 +966,56 @@ class RunResult:
     def errors(self) -> int:
         errs = sum(self.load.socket_errors.values())
         return self.load.non_2xx + self.load.other_2xx + errs
+
+
+def combine(runs: Sequence[RunResult]) -> RunResult:
+    """One target's rounds as one run: counts, durations and CPU add up (so orders/s is all the
+    orders over all the time); each latency percentile is the worst round's."""
+    if len(runs) == 1:
+        return runs[0]
+    first = runs[0]
+    loads = [r.load for r in runs]
+
+    def total(counters: Sequence[Mapping[str, int]]) -> dict[str, int]:
+        summed: Counter[str] = Counter()
+        for c in counters:
+            summed.update(c)
+        return dict(summed)
+
+    load = LoadResult(
+        generator=first.load.generator,
+        duration_s=sum(x.duration_s for x in loads),
+        sent=sum(x.sent for x in loads),
+        responses=sum(x.responses for x in loads),
+        acknowledged=sum(x.acknowledged for x in loads),
+        other_2xx=sum(x.other_2xx for x in loads),
+        non_2xx=sum(x.non_2xx for x in loads),
+        statuses=total([x.statuses for x in loads]),
+        socket_errors=total([x.socket_errors for x in loads]),
+        exhausted=sum(x.exhausted for x in loads),
+        latency_ms={k: max(x.latency_ms.get(k, 0.0) for x in loads)
+                    for k in first.load.latency_ms},
+    )
+    cpus = [r.cpu for r in runs]
+    cpu = CpuUse(**{f: sum(getattr(c, f) for c in cpus) for f in asdict(first.cpu)})
+    return RunResult(
+        target=first.target, app=first.app, server=first.server,
+        connections=first.connections, load=load, stored=total([r.stored for r in runs]),
+        cut_off=sum(r.cut_off for r in runs), lost=sum(r.lost for r in runs),
+        unexplained=sum(r.unexplained for r in runs), cpu=cpu,
+        pending_at_stop=sum(r.pending_at_stop for r in runs),
+        drain_s=sum(r.drain_s for r in runs), sent_s=sum(r.sent_s for r in runs),
+        dispatcher_cpu_s=sum(r.dispatcher_cpu_s for r in runs),
+        rounds=sum(r.rounds for r in runs))
+
+
+def round_order(rounds: int, targets: Sequence[str]) -> list[tuple[int, str]]:
+    """(round, target) in the order they run: full, bare, then bare, full, and so on."""
+    order = []
+    for n in range(rounds):
+        for target in (targets if n % 2 == 0 else list(reversed(targets))):
+            order.append((n, target))
+    return order
 
 
 # The first table of each holds one row per acknowledged delivery.
@@ -1157,7 +1210,8 @@ def evaluate(full: RunResult | None, bare: RunResult | None) -> tuple[float | No
 
 
 def print_report(full: RunResult | None, bare: RunResult | None, ratio: float | None,
-                 targets: Sequence[Target]) -> None:
+                 targets: Sequence[Target],
+                 rounds: Mapping[str, Sequence[RunResult]] | None = None) -> None:
     runs = [r for r in (full, bare) if r]
 
     def stored(r: RunResult) -> str:
@@ -1190,20 +1244,26 @@ def print_report(full: RunResult | None, bare: RunResult | None, ratio: float | 
     ]
     if full:
         dash = ["-"] * (len(runs) - 1)
+        n = full.rounds
+        each = f", mean of {n}" if n > 1 else ""
         lines += [
             ("dispatcher: CPU % in the run", [f"{full.cpu.dispatcher_s / full.cpu.capacity_s:.0%}"
                                               if full.cpu.capacity_s else "?", *dash]),
-            ("pending when the load stopped", [str(full.pending_at_stop), *dash]),
-            ("all applied after (s)", [f"{full.drain_s:.1f}", *dash]),
-            ("all POs sent after (s)", [f"{full.sent_s:.1f}", *dash]),
+            (f"pending when the load stopped{each}", [f"{full.pending_at_stop / n:.0f}", *dash]),
+            (f"all applied after (s{each})", [f"{full.drain_s / n:.1f}", *dash]),
+            (f"all POs sent after (s{each})", [f"{full.sent_s / n:.1f}", *dash]),
             ("applied orders/s (run+drain)", [f"{full.applied_per_s:,.0f}", *dash]),
             ("orders/s applied + sent", [f"{full.processed_per_s:,.0f}", *dash]),
             ("dispatcher CPU per order (ms)", [f"{full.dispatcher_ms_per_order:.2f}", *dash]),
         ]
+    if rounds and any(len(each) > 1 for each in rounds.values()):
+        lines.append(("orders/s of each round", [
+            ", ".join(f"{x.orders_per_s:,.0f}" for x in rounds[r.target]) for r in runs]))
     width = max(24, *(len(v) + 2 for _, values in lines for v in values))
+    label_width = max(30, *(len(label) for label, _ in lines))
 
     def row(label: str, values: Sequence[str]) -> str:
-        return f"  {label:<30}" + "".join(f"{v:>{width}}" for v in values)
+        return f"  {label:<{label_width}}" + "".join(f"{v:>{width}}" for v in values)
 
     print()
     print(row("", [f"{r.target} ({r.app.split(':')[0]})" for r in runs]))
@@ -1240,7 +1300,8 @@ def _cpu_shares(cpu: CpuUse) -> str:
 
 
 def to_json(opts: Options, argv: Sequence[str], full: RunResult | None, bare: RunResult | None,
-            ratio: float | None, targets: Sequence[Target]) -> dict[str, Any]:
+            ratio: float | None, targets: Sequence[Target],
+            rounds: Mapping[str, Sequence[RunResult]] | None = None) -> dict[str, Any]:
     def run(r: RunResult | None) -> dict[str, Any] | None:
         if r is None:
             return None
@@ -1257,6 +1318,7 @@ def to_json(opts: Options, argv: Sequence[str], full: RunResult | None, bare: Ru
         "options": {k: v for k, v in asdict(opts).items() if k != "verbose"},
         "full": run(full),
         "bare": run(bare),
+        "rounds": {target: [run(r) for r in each] for target, each in (rounds or {}).items()},
         "ratio": None if ratio is None else round(ratio, 3),
         "targets": [asdict(t) for t in targets],
         "all_targets_met": all(t.met for t in targets),
@@ -1439,7 +1501,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Ingest benchmark: signed Shopify orders/create deliveries into gunicorn + "
                     "SQLite (the real app, then a bare verify-and-insert app), on 127.0.0.1.")
-    p.add_argument("--duration", type=int, default=20, help="seconds per timed run (20)")
+    p.add_argument("--duration", type=int, default=10,
+                   help="seconds per timed run (10); each target runs --rounds times")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="runs per target, ordered full, bare, bare, full, ... (2)")
     p.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per app (3)")
     p.add_argument("--connections", type=int, default=32, help="concurrent connections (32)")
     p.add_argument("--workers", type=int, help="GUNICORN_WORKERS (default: the config's)")
@@ -1475,8 +1540,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help="instead: profile both apps in-process over N deliveries each")
     p.add_argument("--profile-top", type=int, default=25, help="functions listed by --profile")
     args = p.parse_args(argv)
-    if args.duration <= 0 or args.connections <= 0 or args.warmup < 0:
-        p.error("--duration and --connections must be > 0, --warmup >= 0")
+    if args.duration <= 0 or args.connections <= 0 or args.rounds <= 0 or args.warmup < 0:
+        p.error("--duration, --connections and --rounds must be > 0, --warmup >= 0")
     return args
 
 
@@ -1516,11 +1581,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None:
             env[name] = str(value)
     factory = OrderFactory(secret)
-    results: dict[str, RunResult] = {}
+    rounds: dict[str, list[RunResult]] = {}
+    targets_run = [t for t in ("full", "bare") if args.only in ("both", t)]
     try:
-        for target in ("full", "bare"):
-            if args.only in ("both", target):
-                results[target] = measure(target, opts, factory, tmpdir, env)
+        for n, target in round_order(args.rounds, targets_run):
+            workdir = tmpdir / f"round-{n + 1}" if args.rounds > 1 else tmpdir
+            workdir.mkdir(exist_ok=True)
+            if args.rounds > 1:
+                print(f"[{target}] round {n + 1} of {args.rounds}", flush=True)
+            result = measure(target, opts, factory, workdir, env)
+            rounds.setdefault(target, []).append(result)
+            if args.rounds > 1:
+                print(f"[{target}] round {n + 1}: {result.orders_per_s:,.0f} orders/s, "
+                      f"p99 {result.load.latency_ms['p99']:.1f} ms, server CPU "
+                      f"{result.server_ms_per_order:.2f} ms per order", flush=True)
     except (KeyboardInterrupt, Interrupted) as exc:
         print(f"\ninterrupted ({str(exc) or 'Ctrl-C'}); every process started has been stopped",
               file=sys.stderr)
@@ -1534,12 +1608,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
+    results = {target: combine(each) for target, each in rounds.items()}
     full, bare = results.get("full"), results.get("bare")
     ratio, targets = evaluate(full, bare)
-    print_report(full, bare, ratio, targets)
+    print_report(full, bare, ratio, targets, rounds)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(to_json(opts, argv, full, bare, ratio, targets),
+        args.json.write_text(json.dumps(to_json(opts, argv, full, bare, ratio, targets, rounds),
                                         indent=2) + "\n")
         print(f"figures written to {args.json}")
     met = all(t.met for t in targets)
