@@ -51,7 +51,7 @@ class Settings:
     dispatch_threads: int = 4               # suppliers served at once by one dispatcher
     dispatch_batch: int = 50                # jobs claimed at a time for one supplier
     dispatch_poll_seconds: float = 0.5      # how soon an idle dispatcher sees new work
-    intake_lock_share: float = 0.05         # SQLite: the dispatcher's share of the write lock
+    intake_lock_share: float = 0.02         # SQLite: the dispatcher's share of the write lock
     intake_max_delay_seconds: float = 300.0  # ... growing to all of it as deliveries wait this long
     retry_base_seconds: float = 60.0
     retry_cap_seconds: float = 3600.0
@@ -122,7 +122,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         dispatch_threads=_positive_int(env, "DISPATCH_THREADS", 4),
         dispatch_batch=_positive_int(env, "DISPATCH_BATCH", 50),
         dispatch_poll_seconds=_positive_float(env, "DISPATCH_POLL_SECONDS", 0.5),
-        intake_lock_share=_fraction(env, "DISPATCH_INTAKE_LOCK_SHARE", 0.05),
+        intake_lock_share=_fraction(env, "DISPATCH_INTAKE_LOCK_SHARE", 0.02),
         intake_max_delay_seconds=_positive_float(env, "DISPATCH_INTAKE_MAX_DELAY_SECONDS", 300.0),
         retry_base_seconds=_positive_float(env, "DISPATCH_RETRY_BASE_SECONDS", 60.0),
         retry_cap_seconds=_positive_float(env, "DISPATCH_RETRY_CAP_SECONDS", 3600.0),

@@ -167,7 +167,7 @@ class Dispatcher(ChannelJobs):
                  stock_rules: StockRules | None = None,
                  ack_settle_seconds: float = 2.0,
                  channels: Mapping[str, Channel] | None = None,
-                 intake_batch: int = 100, intake_lock_share: float = 0.05,
+                 intake_batch: int = 100, intake_lock_share: float = 0.02,
                  intake_max_delay_seconds: float = 300.0) -> None:
         self.db = db
         self.purchasing = purchasing
@@ -196,7 +196,7 @@ class Dispatcher(ChannelJobs):
         # Webhook deliveries are applied when the dispatcher knows the channels they came from.
         self.channels: Mapping[str, Channel] | None = channels
         self.intake_batch = intake_batch
-        # On SQLite, while webhooks arrive, the dispatcher holds the write lock at most this
+        # On SQLite, while webhooks arrive fast, the dispatcher holds the write lock at most this
         # share of the time (more as deliveries wait longer), so acknowledging new ones never
         # waits long for it.
         self.give_way = GiveWay(db, share=intake_lock_share,

@@ -1,4 +1,4 @@
-"""The dispatcher leaves SQLite's write lock to the webhooks while they arrive (`GiveWay`),
+"""The dispatcher leaves SQLite's write lock to the webhooks while they arrive fast (`GiveWay`),
 less so the longer deliveries wait, and never on PostgreSQL."""
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def received(db: Database, *ages_s: float, status: str = EventStatus.PENDING) ->
 
 
 def give_way(db: Database, clock: Clock, **kwargs: float) -> GiveWay:
-    return GiveWay(db, sleep=clock.sleep, clock=clock, **kwargs)
+    """Busy from one delivery a second on, unless told otherwise: the tests store a few."""
+    return GiveWay(db, sleep=clock.sleep, clock=clock, **{"busy_per_s": 1.0, **kwargs})
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -130,12 +131,23 @@ def test_postgresql_writers_never_wait_for_each_other(db: Database) -> None:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_an_arrival_already_applied_still_counts(db: Database) -> None:
-    # The dispatcher keeps up: what arrives is applied before it looks at what is pending.
+def test_a_stream_slower_than_busy_per_s_gets_no_pause(db: Database) -> None:
+    # 20 wait, from the last second: a dispatcher at full speed keeps up with that, and
+    # webhooks hardly ever find the lock taken. From 50 a second on, it gives way.
     clock = Clock()
-    pace = give_way(db, clock, share=0.5)
-    pace.arrived(utcnow() - timedelta(seconds=0.3))
-    assert pace.after_write(0.001) == pytest.approx(0.001)
-    pace.arrived(utcnow() - timedelta(seconds=5))   # an old one changes nothing
+    received(db, *[0.02 * n for n in range(20)])
+    pace = give_way(db, clock, share=0.5, busy_per_s=50.0)
+    assert pace.after_write(0.001) == 0.0
+    received(db, *[0.01 * n for n in range(60)])   # 80 in the last second
     clock.now += 1.0
     assert pace.after_write(0.001) == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_deliveries_applied_as_they_arrive_do_not_make_the_web_busy(db: Database) -> None:
+    # The dispatcher keeps up: what arrived is applied already, nothing waits.
+    clock = Clock()
+    received(db, *[0.01 * n for n in range(80)], status=EventStatus.PROCESSED)
+    pace = give_way(db, clock, share=0.5, busy_per_s=50.0)
+    assert pace.after_write(0.001) == 0.0
+    assert clock.slept == []

@@ -23,7 +23,7 @@ def test_defaults() -> None:
 
 
 def test_dispatcher_share_of_the_sqlite_lock() -> None:
-    assert load_settings(GOOD).intake_lock_share == 0.05
+    assert load_settings(GOOD).intake_lock_share == 0.02
     assert load_settings(GOOD).intake_max_delay_seconds == 300.0
     settings = load_settings({**GOOD, "DISPATCH_INTAKE_LOCK_SHARE": "1",
                               "DISPATCH_INTAKE_MAX_DELAY_SECONDS": "15"})
