@@ -54,27 +54,33 @@ class UTCDateTime(TypeDecorator[datetime]):
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
         """TypeDecorator's, made cheaper on SQLite, where a time is stored as text: the text is
         written by `isoformat` (in C) instead of a %-format of seven fields, and the last few
-        values converted are remembered. A bulk write sends the same times (`now`, a feed's
+        UTC times converted are remembered. A bulk write sends the same times (`now`, a feed's
         `as_of`) in every row, hundreds of thousands in a stock sync; a webhook two new ones.
-        Equal times convert alike (to UTC), so they may share the result."""
+        Only UTC times are remembered: two equal times in a zone with summer time may still
+        be an hour apart (`fold`)."""
         convert = super().bind_processor(dialect)
         if dialect.name != "sqlite" or convert is None:
             return convert
         recent: dict[datetime, str] = {}   # threads share it; each step is one dict operation
 
         def process(value: Any) -> Any:
-            if not isinstance(value, datetime) or value.tzinfo is None:
-                return convert(value)  # None, or process_bind_param's error for a naive time
+            if type(value) is not datetime or value.utcoffset() is None:
+                return convert(value)  # None, a naive time (refused), a subclass: the long way
+            if value.tzinfo is not UTC:
+                return _sqlite_text(value.astimezone(UTC))
             text = recent.get(value)
             if text is None:
                 if len(recent) >= 8:
                     recent.clear()
-                utc = value.astimezone(UTC) if value.utcoffset() else value
-                # "YYYY-MM-DD HH:MM:SS.ffffff": SQLAlchemy's SQLite storage format, exactly.
-                text = recent[value] = utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+                text = recent[value] = _sqlite_text(value)
             return text
 
         return process
+
+
+def _sqlite_text(utc: datetime) -> str:
+    """The text SQLAlchemy's SQLite DATETIME stores, exactly: "YYYY-MM-DD HH:MM:SS.ffffff"."""
+    return utc.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 class Money(TypeDecorator[Decimal]):

@@ -4,6 +4,7 @@ writes send one `now` in every row, converted once)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
 from sqlalchemy import Column, MetaData, Table, create_engine, select, text
@@ -69,6 +70,23 @@ def test_sqlite_text_is_sqlalchemys_own_storage_format(when: datetime) -> None:
 
     assert stored == reference(when.astimezone(UTC).replace(tzinfo=None))
     assert loaded == when and loaded.tzinfo == UTC
+
+
+def test_the_two_times_of_an_hour_that_repeats_bind_an_hour_apart() -> None:
+    """When summer time ends, 02:30 in Berlin happens twice (`fold` 0, then 1). The two compare
+    equal, but they are different instants, and must not share a remembered text."""
+    try:
+        berlin = ZoneInfo("Europe/Berlin")
+    except ZoneInfoNotFoundError:
+        pytest.skip("no time zone data (apt-get install tzdata)")
+    dialect = sqlite.dialect()
+    bind = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert bind is not None
+    first = datetime(2026, 10, 25, 2, 30, tzinfo=berlin)
+    again = first.replace(fold=1)
+    assert first == again
+    assert [bind(first), bind(again)] == ["2026-10-25 00:30:00.000000",
+                                         "2026-10-25 01:30:00.000000"]
 
 
 def test_postgresql_gets_aware_utc_times() -> None:
