@@ -196,7 +196,7 @@ class Dispatcher(ChannelJobs):
         # Webhook deliveries are applied when the dispatcher knows the channels they came from.
         self.channels: Mapping[str, Channel] | None = channels
         self.intake_batch = intake_batch
-        # On SQLite, while webhooks arrive fast, the dispatcher holds the write lock at most this
+        # On SQLite, while deliveries pile up, the dispatcher holds the write lock at most this
         # share of the time (more as deliveries wait longer), so acknowledging new ones never
         # waits long for it.
         self.give_way = GiveWay(db, share=intake_lock_share,

@@ -188,7 +188,7 @@ def apply_pending(db: Database, *, channels: Mapping[str, Channel], purchasing: 
     (pending -> its outcome): a delivery another worker got to first is skipped, so several
     dispatchers may run at once. A database error (a lock timeout, a lost connection) leaves the
     delivery pending and is raised; the next call takes it up again. `give_way` paces the
-    transactions while webhooks arrive fast (see `app.pacing.GiveWay`).
+    transactions while deliveries pile up (see `app.pacing.GiveWay`).
     """
     with db.read_session() as session:
         rows = [_Pending(*row) for row in session.execute(_pending_query(), {"limit": limit})]

@@ -18,23 +18,26 @@ from app.types import utcnow
 
 
 class GiveWay:
-    """Leaves SQLite's one write lock to the webhooks while they are arriving fast.
+    """Leaves SQLite's one write lock to the webhooks while their deliveries pile up.
 
     SQLite lets one transaction write at a time. Applying a delivery holds that lock for a
     couple of milliseconds (routing, rendering, ~15 statements), and sending a purchase order
     for two short transactions; acknowledging a webhook needs it for a fraction of a
     millisecond, but a web worker waiting for it can do nothing else. Back to back, the
-    dispatcher's transactions would stall every worker during a burst. So while the web is busy
-    (at least `busy_per_s` deliveries a second arrive and wait), each of the dispatcher's
-    threads reports how long its transaction held the lock (`holding`), and waits until the
-    dispatcher as a whole has held it at most `share` of the time.
+    dispatcher's transactions would stall every worker during a burst. So while deliveries
+    pile up (`busy_per_s` or more a second of those received in the last `window_s` wait to be
+    applied), each of the dispatcher's threads reports how long its transaction held the lock
+    (`holding`), and waits until the dispatcher as a whole has held it at most `share` of the
+    time.
 
     The share grows with the age of the oldest delivery waiting, to all of the lock once it has
     waited `max_delay_s`: a burst is acknowledged first and applied right after it, and under a
-    steady stream the dispatcher never falls further behind than that. Below `busy_per_s` (a
-    dispatcher at full speed keeps up with that, holding the lock a few percent of the time)
-    and with nothing arriving (the backlog after a burst, a restart) it works at full speed.
-    On PostgreSQL writers take row locks and don't wait for each other: no pause is needed.
+    steady stream the dispatcher never falls further behind than that. A dispatcher at full
+    speed applies a delivery within a quarter of a second or so, so it starts giving way at
+    about four times `busy_per_s` (or when it falls behind), and then keeps doing so while
+    `busy_per_s` arrive. Slower, and with nothing arriving (the backlog after a burst, a
+    restart), it works at full speed. On PostgreSQL writers take row locks and don't wait for
+    each other: no pause is needed.
     """
 
     def __init__(self, db: Database, *, share: float = 0.02, max_delay_s: float = 300.0,
@@ -80,8 +83,8 @@ class GiveWay:
 
     def current_share(self) -> float:
         """The share of the write lock the dispatcher may take now (looked up every
-        `check_every_s`): 1 while fewer than `busy_per_s` deliveries a second arrive and wait,
-        else between `share` and 1 by the age of the oldest one waiting."""
+        `check_every_s`): 1 while fewer than `busy_per_s` a second of those received in the
+        last `window_s` wait, else between `share` and 1 by the age of the oldest one waiting."""
         now = self.clock()
         if now - self._checked_at >= self.check_every_s:
             self._checked_at = now

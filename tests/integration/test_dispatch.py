@@ -243,9 +243,9 @@ def test_loop_leaves_the_sqlite_lock_to_arriving_webhooks(
         sftp: SftpServer) -> None:
     stop, arriving = threading.Event(), threading.Event()
     worker = dispatcher(app, poll_seconds=0.05)
-    # Busy from one waiting delivery a second (a test client can't post 50 a second): at 5 %
+    # Busy from one waiting delivery a second (a test client can't post 50 a second): at 10 %
     # of the lock the dispatcher applies fewer than arrive, so some always wait.
-    pace = worker.give_way = RecordedPace(hub_of(app).db, share=0.05, busy_per_s=1.0)
+    pace = worker.give_way = RecordedPace(hub_of(app).db, share=0.1, busy_per_s=1.0)
     number = 0
 
     def post_one() -> None:
@@ -284,8 +284,8 @@ def test_loop_leaves_the_sqlite_lock_to_arriving_webhooks(
     assert len(pace.writes) >= 2 + 4
     assert all(held > 0 for _, held, _ in pace.writes)
     if database_url.startswith("sqlite"):
-        # Webhooks kept arriving: after each write, 19x its time was left to them.
-        assert all(pause >= held * 19 * 0.99 for _, held, pause in pace.writes), pace.writes
+        # Webhooks kept arriving: after each write, 9x its time was left to them.
+        assert all(pause >= held * 9 * 0.99 for _, held, pause in pace.writes), pace.writes
     else:
         assert all(pause == 0 for _, _, pause in pace.writes)
 

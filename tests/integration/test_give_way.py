@@ -46,8 +46,10 @@ def received(db: Database, *ages_s: float, status: str = EventStatus.PENDING) ->
 
 
 def give_way(db: Database, clock: Clock, **kwargs: float) -> GiveWay:
-    """Busy from one delivery a second on, unless told otherwise: the tests store a few."""
-    return GiveWay(db, sleep=clock.sleep, clock=clock, **{"busy_per_s": 1.0, **kwargs})
+    """Busy from one delivery waiting from the last 5 s on, unless told otherwise: the tests
+    store a few, and a slow machine may take a while to look."""
+    return GiveWay(db, sleep=clock.sleep, clock=clock,
+                   **{"busy_per_s": 0.2, "window_s": 5.0, **kwargs})
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -78,7 +80,7 @@ def test_full_speed_when_nothing_arrives(db: Database) -> None:
     clock = Clock()
     pace = give_way(db, clock, share=0.1)
     assert pace.after_write(0.002) == 0.0          # nothing pending at all
-    received(db, 5.0, 3.0)                           # a backlog, but the last came 3 s ago
+    received(db, 15.0, 10.0)                         # a backlog, but the last came 10 s ago
     clock.now += 1.0
     assert pace.after_write(0.002) == 0.0
     received(db, 0.0, status=EventStatus.PROCESSED)  # applied already: not waiting
@@ -136,7 +138,7 @@ def test_a_stream_slower_than_busy_per_s_gets_no_pause(db: Database) -> None:
     # webhooks hardly ever find the lock taken. From 50 a second on, it gives way.
     clock = Clock()
     received(db, *[0.02 * n for n in range(20)])
-    pace = give_way(db, clock, share=0.5, busy_per_s=50.0)
+    pace = give_way(db, clock, share=0.5, busy_per_s=50.0, window_s=1.0)
     assert pace.after_write(0.001) == 0.0
     received(db, *[0.01 * n for n in range(60)])   # 80 in the last second
     clock.now += 1.0
@@ -148,6 +150,6 @@ def test_deliveries_applied_as_they_arrive_do_not_make_the_web_busy(db: Database
     # The dispatcher keeps up: what arrived is applied already, nothing waits.
     clock = Clock()
     received(db, *[0.01 * n for n in range(80)], status=EventStatus.PROCESSED)
-    pace = give_way(db, clock, share=0.5, busy_per_s=50.0)
+    pace = give_way(db, clock, share=0.5, busy_per_s=50.0, window_s=1.0)
     assert pace.after_write(0.001) == 0.0
     assert clock.slept == []
