@@ -1,6 +1,6 @@
 """Ingest benchmark: signed Shopify `orders/create` deliveries into gunicorn + SQLite, on loopback.
 
-    .venv/bin/python bench/ingest.py [--duration 20] [--connections 32] [--workers N] ...
+    .venv/bin/python bench/ingest.py [--duration 10] [--rounds 2] [--workers N] ...
 
 Runs with the same load, one after the other: the real app (`wsgi:app`, the full path:
 verify, parse, store the delivery and the order, route it, write its purchase orders) and
