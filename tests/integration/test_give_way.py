@@ -1,4 +1,4 @@
-"""The dispatcher leaves SQLite's write lock to the webhooks while they arrive fast (`GiveWay`),
+"""The dispatcher leaves SQLite's write lock to the webhooks while deliveries pile up (`GiveWay`),
 less so the longer deliveries wait, and never on PostgreSQL."""
 
 from __future__ import annotations
